@@ -1,0 +1,10 @@
+//! SeaORM entities: the rows as stored. The GraphQL types in the server are separate
+//! structs, because the row and the API contract change for different reasons.
+#![forbid(unsafe_code)]
+
+pub mod api_token;
+pub mod audit_event;
+pub mod organization;
+pub mod principal;
+pub mod secret;
+pub mod secret_version;

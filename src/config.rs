@@ -1,0 +1,175 @@
+//! Command line and environment configuration. Every option is a flag with a
+//! `STRONGROOM_*` environment variable (the database URL uses the conventional
+//! `DATABASE_URL`), a default and a line of help; the README lists them all.
+use std::{fmt, net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use zeroize::Zeroizing;
+
+use crate::telemetry::LogFormat;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://strongroom.db?mode=rwc";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strongroom",
+    version,
+    about = "A secrets service for data pipelines that knows who depends on each secret",
+    long_about = None
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do; `serve` when omitted.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The subcommand to run: `serve` (configured from the environment) when none is given.
+    pub fn command(&self) -> Command {
+        self.command.clone().unwrap_or_else(|| {
+            #[derive(Parser)]
+            struct ServeFromEnv {
+                #[command(flatten)]
+                serve: ServeArgs,
+            }
+            Command::Serve(ServeFromEnv::parse_from(["strongroom"]).serve)
+        })
+    }
+}
+
+#[derive(Clone, Debug, Subcommand)]
+pub enum Command {
+    /// Run the GraphQL server (the default).
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the GraphQL schema (SDL) to stdout.
+    Schema,
+    /// Create an organization (if new) and an admin; print a new admin token on the last line.
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct GlobalArgs {
+    /// Database: `sqlite://PATH?mode=rwc` (embedded) or `postgres://USER:PASS@HOST/DB`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true, hide_env_values = true)]
+    pub database_url: String,
+    /// Maximum connections in the database pool.
+    #[arg(
+        long,
+        env = "STRONGROOM_DB_MAX_CONNECTIONS",
+        default_value_t = 10,
+        global = true
+    )]
+    pub db_max_connections: u32,
+    /// Log format on stderr (`RUST_LOG` sets the filter).
+    #[arg(long, env = "STRONGROOM_LOG_FORMAT", value_enum, default_value_t, global = true)]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum KmsKind {
+    /// A master key on this machine wraps the data keys.
+    #[default]
+    Local,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct KeyArgs {
+    /// Key provider that wraps data keys.
+    #[arg(long, env = "STRONGROOM_KMS", value_enum, default_value_t, global = true)]
+    pub kms: KmsKind,
+    /// Local provider: file holding the base64 master key; created (mode 0600) on first start.
+    #[arg(
+        long,
+        env = "STRONGROOM_MASTER_KEY_FILE",
+        default_value = "strongroom.key",
+        global = true
+    )]
+    pub master_key_file: PathBuf,
+    /// Local provider: the base64 master key itself (overrides the file).
+    #[arg(
+        long,
+        env = "STRONGROOM_MASTER_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub master_key: Option<MasterKeyText>,
+}
+
+/// The master key as given on the command line or in the environment. Zeroized on drop,
+/// redacted in `Debug`.
+#[derive(Clone)]
+pub struct MasterKeyText(pub Zeroizing<String>);
+
+impl From<String> for MasterKeyText {
+    fn from(text: String) -> Self {
+        Self(Zeroizing::new(text))
+    }
+}
+
+impl fmt::Debug for MasterKeyText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKeyText([REDACTED])")
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the bound address is logged).
+    #[arg(long, env = "STRONGROOM_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Old versions kept per secret (the newest N, counting the current one).
+    #[arg(long, env = "STRONGROOM_VERSION_RETENTION", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub version_retention: u32,
+    #[command(flatten)]
+    pub limits: Limits,
+}
+
+/// Abuse limits, enforced before any resolver runs.
+#[derive(Clone, Debug, Args)]
+pub struct Limits {
+    /// Maximum selection depth of a GraphQL operation.
+    #[arg(long, env = "STRONGROOM_MAX_DEPTH", default_value_t = 16)]
+    pub max_depth: usize,
+    /// Maximum complexity (weighted field count; a page multiplies its children).
+    #[arg(long, env = "STRONGROOM_MAX_COMPLEXITY", default_value_t = 5_000)]
+    pub max_complexity: usize,
+    /// Maximum recursive depth while parsing (nested lists, objects, fragments).
+    #[arg(long, env = "STRONGROOM_MAX_RECURSIVE_DEPTH", default_value_t = 32)]
+    pub max_recursive_depth: usize,
+    /// Maximum directives on one field.
+    #[arg(long, env = "STRONGROOM_MAX_DIRECTIVES", default_value_t = 4)]
+    pub max_directives: usize,
+    /// Maximum operations in one batched POST.
+    #[arg(long, env = "STRONGROOM_MAX_BATCH", default_value_t = 10)]
+    pub max_batch: usize,
+    /// Maximum HTTP request body size in bytes.
+    #[arg(long, env = "STRONGROOM_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            limits: Limits,
+        }
+        Defaults::parse_from(["strongroom"]).limits
+    }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct BootstrapArgs {
+    /// Organization name (created if it does not exist).
+    #[arg(long)]
+    pub org: String,
+    /// Name of the admin user (created if it does not exist; must be an admin if it does).
+    #[arg(long, default_value = "admin")]
+    pub name: String,
+}

@@ -1,0 +1,158 @@
+//! Sealing and opening values under per-version data keys.
+use aes_gcm::{
+    Aes256Gcm,
+    aead::{Aead, KeyInit, Nonce, Payload},
+};
+use zeroize::Zeroizing;
+
+use super::{DataKey, EncryptionContext, KeyError, KeyProvider, WrappedKey, random_bytes};
+use crate::{Error, Result};
+
+/// Format tag stored with every version: AES-256-GCM value, 96-bit random nonce, tag
+/// appended, associated data from [`EncryptionContext::to_aad`], data key wrapped by the
+/// provider.
+pub const SCHEME: &str = "aes256gcm-dek/v1";
+
+/// A sealed value, ready to store.
+#[derive(Debug)]
+pub struct Sealed {
+    pub ciphertext: Vec<u8>,
+    pub nonce: Vec<u8>,
+    pub wrapped_key: WrappedKey,
+    pub scheme: &'static str,
+}
+
+/// The stored parts needed to open a value.
+#[derive(Debug)]
+pub struct StoredEnvelope<'a> {
+    pub ciphertext: &'a [u8],
+    pub nonce: &'a [u8],
+    pub wrapped_key: WrappedKey,
+    pub scheme: &'a str,
+}
+
+/// Encrypts `plaintext` under a fresh data key bound to `context`.
+pub async fn seal(
+    keys: &dyn KeyProvider,
+    context: &EncryptionContext,
+    plaintext: &[u8],
+) -> Result<Sealed> {
+    let data_key = keys.generate_data_key(context).await?;
+    let nonce = random_bytes::<12>().map_err(|e| Error::Internal(format!("nonce: {e}")))?;
+    let ciphertext = aead_seal(&data_key.plaintext, &nonce[..], &context.to_aad(), plaintext)?;
+    Ok(Sealed {
+        ciphertext,
+        nonce: nonce.to_vec(),
+        wrapped_key: data_key.wrapped,
+        scheme: SCHEME,
+    })
+}
+
+/// Decrypts a stored value. Any mismatch of context, key or bytes is an
+/// [`Error::Integrity`], never garbage.
+pub async fn open(
+    keys: &dyn KeyProvider,
+    context: &EncryptionContext,
+    stored: &StoredEnvelope<'_>,
+) -> Result<Zeroizing<Vec<u8>>> {
+    if stored.scheme != SCHEME {
+        return Err(Error::Integrity(format!(
+            "unknown envelope scheme {:?}",
+            stored.scheme
+        )));
+    }
+    let data_key = keys.decrypt_data_key(&stored.wrapped_key, context).await?;
+    aead_open(&data_key, stored.nonce, &context.to_aad(), stored.ciphertext)
+        .map_err(|e| Error::Integrity(e.to_string()))
+}
+
+pub(super) fn aead_seal(key: &DataKey, nonce: &[u8], aad: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
+    let cipher = cipher(key.expose())?;
+    let nonce = Nonce::<Aes256Gcm>::try_from(nonce)
+        .map_err(|_| Error::Internal("nonce must be 12 bytes".into()))?;
+    cipher
+        .encrypt(&nonce, Payload { msg, aad })
+        .map_err(|_| Error::Internal("AES-GCM encryption failed".into()))
+}
+
+pub(super) fn aead_open(
+    key: &DataKey,
+    nonce: &[u8],
+    aad: &[u8],
+    msg: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let cipher = cipher(key.expose()).map_err(|e| KeyError::Provider(e.to_string()))?;
+    let nonce = Nonce::<Aes256Gcm>::try_from(nonce)
+        .map_err(|_| KeyError::Integrity("stored nonce has the wrong length".into()))?;
+    cipher
+        .decrypt(&nonce, Payload { msg, aad })
+        .map(Zeroizing::new)
+        .map_err(|_| KeyError::Integrity("AES-GCM authentication failed".into()))
+}
+
+fn cipher(key: &[u8; 32]) -> Result<Aes256Gcm> {
+    Aes256Gcm::new_from_slice(key).map_err(|_| Error::Internal("AES-256 key must be 32 bytes".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::{LocalKeyProvider, MasterKey};
+    use uuid::Uuid;
+
+    fn context(version: i32) -> EncryptionContext {
+        EncryptionContext {
+            org_id: Uuid::from_u128(1),
+            secret_id: Uuid::from_u128(2),
+            version,
+        }
+    }
+
+    fn provider() -> LocalKeyProvider {
+        LocalKeyProvider::new(vec![MasterKey::generate().expect("rng")])
+    }
+
+    #[tokio::test]
+    async fn round_trip() {
+        let keys = provider();
+        let sealed = seal(&keys, &context(1), b"hunter2").await.expect("seal");
+        assert_ne!(sealed.ciphertext, b"hunter2");
+        let stored = StoredEnvelope {
+            ciphertext: &sealed.ciphertext,
+            nonce: &sealed.nonce,
+            wrapped_key: sealed.wrapped_key.clone(),
+            scheme: sealed.scheme,
+        };
+        let opened = open(&keys, &context(1), &stored).await.expect("open");
+        assert_eq!(opened.as_slice(), b"hunter2");
+    }
+
+    #[tokio::test]
+    async fn another_context_fails_as_integrity_error() {
+        let keys = provider();
+        let sealed = seal(&keys, &context(1), b"hunter2").await.expect("seal");
+        let stored = StoredEnvelope {
+            ciphertext: &sealed.ciphertext,
+            nonce: &sealed.nonce,
+            wrapped_key: sealed.wrapped_key.clone(),
+            scheme: sealed.scheme,
+        };
+        let err = open(&keys, &context(2), &stored).await.expect_err("must fail");
+        assert!(matches!(err, Error::Integrity(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn flipped_ciphertext_bit_fails_as_integrity_error() {
+        let keys = provider();
+        let mut sealed = seal(&keys, &context(1), b"hunter2").await.expect("seal");
+        sealed.ciphertext[0] ^= 1;
+        let stored = StoredEnvelope {
+            ciphertext: &sealed.ciphertext,
+            nonce: &sealed.nonce,
+            wrapped_key: sealed.wrapped_key.clone(),
+            scheme: sealed.scheme,
+        };
+        let err = open(&keys, &context(1), &stored).await.expect_err("must fail");
+        assert!(matches!(err, Error::Integrity(_)), "{err:?}");
+    }
+}

@@ -1,0 +1,228 @@
+//! The embedded key provider: a local 256-bit master key wraps data keys with
+//! AES-256-GCM, the encryption context as associated data. Good for one machine and dev.
+use std::{
+    collections::HashMap,
+    fmt,
+    io::Write,
+    path::Path,
+};
+
+use async_trait::async_trait;
+use base64::{Engine, engine::general_purpose::STANDARD};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::{
+    DataKey, EncryptionContext, GeneratedKey, KeyError, KeyProvider, WrappedKey,
+    envelope::{aead_open, aead_seal},
+    random_bytes,
+};
+use crate::{Error, Result};
+
+/// A local master key and its id (`local:` + a fingerprint of the key).
+pub struct MasterKey {
+    id: String,
+    key: DataKey,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterKey")
+            .field("id", &self.id)
+            .field("key", &"[REDACTED]")
+            .finish()
+    }
+}
+
+impl MasterKey {
+    pub fn generate() -> Result<Self> {
+        let bytes = random_bytes::<32>().map_err(|e| Error::Internal(format!("rng: {e}")))?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    /// Parses a base64-encoded 32-byte key.
+    pub fn from_base64(text: &str) -> Result<Self> {
+        let decoded = Zeroizing::new(
+            STANDARD
+                .decode(text.trim())
+                .map_err(|_| Error::bad_input("the master key is not valid base64"))?,
+        );
+        let bytes = to_key_bytes(&decoded)
+            .ok_or_else(|| Error::bad_input("the master key must be 32 bytes (base64-encoded)"))?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
+        let digest = Sha256::new()
+            .chain_update(b"strongroom local master key id\0")
+            .chain_update(bytes.as_ref())
+            .finalize();
+        let fingerprint: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            id: format!("local:{fingerprint}"),
+            key: DataKey::new(bytes),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(STANDARD.encode(self.key.expose()))
+    }
+
+    /// Reads a keyring file: one base64 key per line, the first one active; blank lines
+    /// and `#` comments are ignored.
+    pub fn read_keyring(path: &Path) -> Result<Vec<Self>> {
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            Error::Internal(format!("cannot read master key file {}: {e}", path.display()))
+        })?);
+        warn_if_readable_by_others(path);
+        let keys = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(Self::from_base64)
+            .collect::<Result<Vec<_>>>()?;
+        if keys.is_empty() {
+            return Err(Error::Internal(format!(
+                "master key file {} holds no key",
+                path.display()
+            )));
+        }
+        Ok(keys)
+    }
+
+    /// Creates a keyring file holding a new key, readable by the owner only. Fails if the
+    /// file exists.
+    pub fn create_keyring(path: &Path) -> Result<Self> {
+        let key = Self::generate()?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(|e| {
+            Error::Internal(format!("cannot create master key file {}: {e}", path.display()))
+        })?;
+        let line = Zeroizing::new(format!("{}\n", key.to_base64().as_str()));
+        file.write_all(line.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| {
+                Error::Internal(format!("cannot write master key file {}: {e}", path.display()))
+            })?;
+        Ok(key)
+    }
+}
+
+/// Copies 32 bytes straight into zeroizing storage (no stray copy on the stack).
+fn to_key_bytes(bytes: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+    let mut key = Zeroizing::new([0u8; 32]);
+    (bytes.len() == 32).then(|| {
+        key.copy_from_slice(bytes);
+        key
+    })
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the master key file is readable by other users; chmod 600 it"
+                );
+            }
+        }
+    }
+}
+
+/// Wraps data keys under the first master key of its keyring; unwraps under any of them.
+#[derive(Debug)]
+pub struct LocalKeyProvider {
+    active: String,
+    keys: HashMap<String, MasterKey>,
+}
+
+impl LocalKeyProvider {
+    /// `keys` must not be empty; the first one is active.
+    pub fn new(keys: Vec<MasterKey>) -> Self {
+        let active = keys.first().map(|k| k.id.clone()).unwrap_or_default();
+        let keys = keys.into_iter().map(|k| (k.id.clone(), k)).collect();
+        Self { active, keys }
+    }
+
+    fn wrapping_aad(context: &EncryptionContext) -> Vec<u8> {
+        let mut aad = b"strongroom/dek;".to_vec();
+        aad.extend_from_slice(&context.to_aad());
+        aad
+    }
+}
+
+#[async_trait]
+impl KeyProvider for LocalKeyProvider {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn active_key_id(&self) -> &str {
+        &self.active
+    }
+
+    async fn generate_data_key(
+        &self,
+        context: &EncryptionContext,
+    ) -> Result<GeneratedKey, KeyError> {
+        let master = self
+            .keys
+            .get(&self.active)
+            .ok_or_else(|| KeyError::Provider("the keyring is empty".into()))?;
+        let plaintext = DataKey::new(
+            random_bytes::<32>().map_err(|e| KeyError::Provider(format!("rng: {e}")))?,
+        );
+        let nonce = random_bytes::<12>().map_err(|e| KeyError::Provider(format!("rng: {e}")))?;
+        let sealed = aead_seal(
+            &master.key,
+            &nonce[..],
+            &Self::wrapping_aad(context),
+            plaintext.expose(),
+        )
+        .map_err(|e| KeyError::Provider(e.to_string()))?;
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&sealed);
+        Ok(GeneratedKey {
+            plaintext,
+            wrapped: WrappedKey {
+                key_id: self.active.clone(),
+                blob,
+            },
+        })
+    }
+
+    async fn decrypt_data_key(
+        &self,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<DataKey, KeyError> {
+        let master = self.keys.get(&wrapped.key_id).ok_or_else(|| {
+            KeyError::Integrity(format!(
+                "data key was wrapped by {}, which is not in the local keyring",
+                wrapped.key_id
+            ))
+        })?;
+        if wrapped.blob.len() < 12 {
+            return Err(KeyError::Integrity("wrapped data key is truncated".into()));
+        }
+        let (nonce, sealed) = wrapped.blob.split_at(12);
+        let opened = aead_open(&master.key, nonce, &Self::wrapping_aad(context), sealed)?;
+        let bytes = to_key_bytes(&opened)
+            .ok_or_else(|| KeyError::Integrity("unwrapped data key is not 32 bytes".into()))?;
+        Ok(DataKey::new(bytes))
+    }
+
+    async fn health(&self) -> Result<(), KeyError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,137 @@
+//! Envelope encryption.
+//!
+//! Every secret version gets a fresh 256-bit data key from a [`KeyProvider`]; the value is
+//! sealed with AES-256-GCM under that key and a random 96-bit nonce. Both the AEAD's
+//! associated data and the provider's encryption context name the organization, the
+//! secret and the version ([`EncryptionContext`]), so a ciphertext or wrapped key copied
+//! onto another row fails to open. Only the *wrapped* data key is stored.
+mod envelope;
+mod local;
+
+use async_trait::async_trait;
+use std::fmt;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+pub use envelope::{SCHEME, Sealed, StoredEnvelope, open, seal};
+pub use local::{LocalKeyProvider, MasterKey};
+
+/// What a data key (and the value sealed under it) is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncryptionContext {
+    pub org_id: Uuid,
+    pub secret_id: Uuid,
+    pub version: i32,
+}
+
+impl EncryptionContext {
+    /// Canonical bytes for AEAD associated data.
+    pub fn to_aad(&self) -> Vec<u8> {
+        format!(
+            "strongroom/v1;org={};secret={};version={}",
+            self.org_id, self.secret_id, self.version
+        )
+        .into_bytes()
+    }
+
+    /// Key/value pairs for a KMS encryption context.
+    pub fn pairs(&self) -> [(&'static str, String); 3] {
+        [
+            ("strongroom:org", self.org_id.to_string()),
+            ("strongroom:secret", self.secret_id.to_string()),
+            ("strongroom:version", self.version.to_string()),
+        ]
+    }
+}
+
+/// A plaintext 256-bit data key. Zeroized on drop; `Debug` is redacted.
+#[derive(Clone)]
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    pub fn new(bytes: Zeroizing<[u8; 32]>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DataKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DataKey([REDACTED])")
+    }
+}
+
+/// A data key as stored: wrapped by the provider key `key_id`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrappedKey {
+    pub key_id: String,
+    pub blob: Vec<u8>,
+}
+
+/// A freshly generated data key, in both forms.
+#[derive(Debug)]
+pub struct GeneratedKey {
+    pub plaintext: DataKey,
+    pub wrapped: WrappedKey,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The provider could not be reached or did not answer in time; retrying may work.
+    #[error("key provider unavailable: {0}")]
+    Unavailable(String),
+    /// The wrapped key did not authenticate under the given context or key.
+    #[error("wrapped data key failed to authenticate: {0}")]
+    Integrity(String),
+    /// The provider refused or failed for another reason (configuration, permissions).
+    #[error("key provider error: {0}")]
+    Provider(String),
+}
+
+impl From<KeyError> for crate::Error {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::Unavailable(m) => crate::Error::KmsUnavailable(m),
+            KeyError::Integrity(m) => crate::Error::Integrity(m),
+            KeyError::Provider(m) => crate::Error::Internal(format!("key provider: {m}")),
+        }
+    }
+}
+
+/// Generates and unwraps data keys. Implementations: [`LocalKeyProvider`]; the AWS KMS
+/// provider plugs in here without touching callers.
+#[async_trait]
+pub trait KeyProvider: Send + Sync + 'static {
+    /// Short name for logs and `/readyz` (`local`, `aws`).
+    fn kind(&self) -> &'static str;
+
+    /// The key id new data keys are wrapped under.
+    fn active_key_id(&self) -> &str;
+
+    /// A fresh data key, wrapped under the active key and bound to `context`.
+    async fn generate_data_key(
+        &self,
+        context: &EncryptionContext,
+    ) -> Result<GeneratedKey, KeyError>;
+
+    /// Unwraps a stored data key; fails with [`KeyError::Integrity`] if it was not wrapped
+    /// for `context` by `wrapped.key_id`.
+    async fn decrypt_data_key(
+        &self,
+        wrapped: &WrappedKey,
+        context: &EncryptionContext,
+    ) -> Result<DataKey, KeyError>;
+
+    /// Whether the provider can currently serve requests.
+    async fn health(&self) -> Result<(), KeyError>;
+}
+
+/// `N` bytes from the operating system's CSPRNG.
+pub(crate) fn random_bytes<const N: usize>() -> Result<Zeroizing<[u8; N]>, getrandom::Error> {
+    let mut bytes = Zeroizing::new([0u8; N]);
+    getrandom::fill(bytes.as_mut())?;
+    Ok(bytes)
+}

@@ -1,0 +1,329 @@
+//! Organizations, principals and API tokens.
+//!
+//! A token is `srt_` followed by 43 base64url characters (256 random bits). The prefix
+//! lets secret scanners recognise a leaked token. Only its SHA-256 is stored: with 256
+//! bits of entropy a fast hash is enough, and lookups are by hash.
+use std::fmt;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use entity::{api_token, organization, principal};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, SqlErr, TransactionTrait, sea_query::Expr,
+};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::{
+    Actor, Description, Principal, PrincipalKind, PrincipalName, Role,
+    audit::{self, Event, Target},
+};
+use crate::{Error, Result, crypto::random_bytes};
+
+pub const TOKEN_PREFIX: &str = "srt_";
+const TOKEN_BODY_LEN: usize = 43;
+
+/// A token as handed to its owner, once. `Debug` is redacted.
+pub struct IssuedToken {
+    pub token: SecretString,
+    pub record: api_token::Model,
+}
+
+impl fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &"[REDACTED]")
+            .field("record", &self.record)
+            .finish()
+    }
+}
+
+/// The stored form of a token.
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn mint() -> Result<SecretString> {
+    let bytes = random_bytes::<32>().map_err(|e| Error::Internal(format!("rng: {e}")))?;
+    Ok(SecretString::from(format!(
+        "{TOKEN_PREFIX}{}",
+        URL_SAFE_NO_PAD.encode(bytes.as_ref())
+    )))
+}
+
+fn is_unique_violation(err: &DbErr) -> bool {
+    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// Mints a token for `principal` and inserts its record on `conn`.
+async fn issue<C: ConnectionTrait>(
+    conn: &C,
+    principal: &principal::Model,
+    created_by: Option<Uuid>,
+    description: Option<Description>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<IssuedToken> {
+    let token = mint()?;
+    let display_prefix = token.expose_secret()[..TOKEN_PREFIX.len() + 6].to_owned();
+    let record = api_token::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        org_id: Set(principal.org_id),
+        principal_id: Set(principal.id),
+        token_hash: Set(hash_token(token.expose_secret())),
+        display_prefix: Set(display_prefix),
+        description: Set(description.map(Description::into_inner)),
+        created_at: Set(super::now()),
+        created_by: Set(created_by),
+        expires_at: Set(expires_at),
+        revoked_at: Set(None),
+    }
+    .insert(conn)
+    .await?;
+    Ok(IssuedToken { token, record })
+}
+
+/// Whether the database has no organization yet (a fresh install).
+pub async fn is_fresh(db: &DatabaseConnection) -> Result<bool> {
+    Ok(organization::Entity::find().count(db).await? == 0)
+}
+
+/// Creates organization `org_name` if it is new and admin user `admin_name` if it is
+/// new, and issues a new token for that admin. Re-running it is how an operator recovers
+/// admin access.
+pub async fn bootstrap(
+    db: &DatabaseConnection,
+    org_name: &str,
+    admin_name: &str,
+) -> Result<(organization::Model, principal::Model, IssuedToken)> {
+    let org_name = org_name.trim();
+    if org_name.is_empty() || org_name.chars().count() > 128 {
+        return Err(Error::bad_input("an organization name is 1 to 128 characters"));
+    }
+    let admin_name = PrincipalName::parse(admin_name)?;
+    let txn = db.begin().await?;
+    let org = match organization::Entity::find()
+        .filter(organization::Column::Name.eq(org_name))
+        .one(&txn)
+        .await?
+    {
+        Some(org) => org,
+        None => {
+            organization::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                name: Set(org_name.to_owned()),
+                created_at: Set(super::now()),
+            }
+            .insert(&txn)
+            .await?
+        }
+    };
+    let admin = match principal::Entity::find()
+        .filter(principal::Column::OrgId.eq(org.id))
+        .filter(principal::Column::Name.eq(admin_name.as_str()))
+        .one(&txn)
+        .await?
+    {
+        Some(existing) if existing.role == Role::Admin.as_str() => existing,
+        Some(_) => {
+            return Err(Error::bad_input(format!(
+                "principal {} exists in {org_name} but is not an admin",
+                admin_name.as_str()
+            )));
+        }
+        None => {
+            principal::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                org_id: Set(org.id),
+                kind: Set(PrincipalKind::User.as_str().to_owned()),
+                name: Set(admin_name.as_str().to_owned()),
+                role: Set(Role::Admin.as_str().to_owned()),
+                created_at: Set(super::now()),
+            }
+            .insert(&txn)
+            .await?
+        }
+    };
+    let description = Description::parse("bootstrap".to_owned())?;
+    let issued = issue(&txn, &admin, None, Some(description), None).await?;
+    let event = Event::allowed("token.create", Target::token(issued.record.id))
+        .with_detail(serde_json::json!({ "via": "bootstrap", "principal": admin.name }));
+    audit::record_for(&txn, org.id, None, None, event).await?;
+    txn.commit().await?;
+    Ok((org, admin, issued))
+}
+
+/// The principal a bearer token belongs to, if the token is valid, unrevoked and
+/// unexpired.
+pub async fn authenticate(db: &DatabaseConnection, token: &str) -> Result<Option<Principal>> {
+    let well_formed = token.len() == TOKEN_PREFIX.len() + TOKEN_BODY_LEN
+        && token.starts_with(TOKEN_PREFIX);
+    if !well_formed {
+        return Ok(None);
+    }
+    let found = api_token::Entity::find()
+        .filter(api_token::Column::TokenHash.eq(hash_token(token)))
+        .find_also_related(principal::Entity)
+        .one(db)
+        .await?;
+    let Some((record, Some(principal))) = found else {
+        return Ok(None);
+    };
+    let now = super::now();
+    if record.revoked_at.is_some() || record.expires_at.is_some_and(|at| at <= now) {
+        return Ok(None);
+    }
+    Principal::try_from(principal).map(Some)
+}
+
+/// A principal of the actor's organization.
+pub async fn find_principal<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<principal::Model>> {
+    Ok(principal::Entity::find_by_id(id)
+        .filter(principal::Column::OrgId.eq(org_id))
+        .one(conn)
+        .await?)
+}
+
+/// Principals by id (for batched loading).
+pub async fn principals_by_ids<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[Uuid],
+) -> Result<Vec<principal::Model>> {
+    Ok(principal::Entity::find()
+        .filter(principal::Column::Id.is_in(ids.iter().copied()))
+        .all(conn)
+        .await?)
+}
+
+pub async fn find_organization<C: ConnectionTrait>(
+    conn: &C,
+    id: Uuid,
+) -> Result<organization::Model> {
+    organization::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or_else(|| Error::not_found("organization"))
+}
+
+/// Creates a service account in the actor's organization with its first token.
+pub async fn create_service_account(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    name: &str,
+    role: Role,
+) -> Result<(principal::Model, IssuedToken)> {
+    let name = PrincipalName::parse(name)?;
+    let txn = db.begin().await?;
+    let account = principal::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        org_id: Set(actor.org_id()),
+        kind: Set(PrincipalKind::ServiceAccount.as_str().to_owned()),
+        name: Set(name.as_str().to_owned()),
+        role: Set(role.as_str().to_owned()),
+        created_at: Set(super::now()),
+    }
+    .insert(&txn)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            Error::AlreadyExists(format!("a principal named {}", name.as_str()))
+        } else {
+            e.into()
+        }
+    })?;
+    let description = Description::parse("initial token".to_owned())?;
+    let issued = issue(&txn, &account, Some(actor.principal.id), Some(description), None).await?;
+    let event = Event::allowed(
+        "service_account.create",
+        Target::principal(account.id, &account.name),
+    )
+    .with_detail(serde_json::json!({ "role": role.as_str(), "token": issued.record.id }));
+    audit::record(&txn, actor, event).await?;
+    txn.commit().await?;
+    Ok((account, issued))
+}
+
+/// Issues another token for a principal of the actor's organization.
+pub async fn create_token(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    principal_id: Uuid,
+    description: Option<String>,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<IssuedToken> {
+    let description = description.map(Description::parse).transpose()?;
+    if expires_at.is_some_and(|at| at <= super::now()) {
+        return Err(Error::bad_input("`expiresAt` must be in the future"));
+    }
+    let owner = find_principal(db, actor.org_id(), principal_id)
+        .await?
+        .ok_or_else(|| Error::not_found("principal"))?;
+    let txn = db.begin().await?;
+    let issued = issue(&txn, &owner, Some(actor.principal.id), description, expires_at).await?;
+    let event = Event::allowed("token.create", Target::token(issued.record.id))
+        .with_detail(serde_json::json!({ "principal": owner.name }));
+    audit::record(&txn, actor, event).await?;
+    txn.commit().await?;
+    Ok(issued)
+}
+
+/// Revokes a token of the actor's organization. Revoking a revoked token is a no-op.
+pub async fn revoke_token(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    token_id: Uuid,
+) -> Result<api_token::Model> {
+    let txn = db.begin().await?;
+    let revoked = api_token::Entity::update_many()
+        .col_expr(api_token::Column::RevokedAt, Expr::value(super::now()))
+        .filter(api_token::Column::Id.eq(token_id))
+        .filter(api_token::Column::OrgId.eq(actor.org_id()))
+        .filter(api_token::Column::RevokedAt.is_null())
+        .exec(&txn)
+        .await?;
+    let record = api_token::Entity::find_by_id(token_id)
+        .filter(api_token::Column::OrgId.eq(actor.org_id()))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| Error::not_found("API token"))?;
+    if revoked.rows_affected > 0 {
+        audit::record(&txn, actor, Event::allowed("token.revoke", Target::token(token_id))).await?;
+    }
+    txn.commit().await?;
+    Ok(record)
+}
+
+/// A token of the actor's organization.
+pub async fn find_token<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<api_token::Model>> {
+    Ok(api_token::Entity::find_by_id(id)
+        .filter(api_token::Column::OrgId.eq(org_id))
+        .one(conn)
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_have_prefix_length_and_entropy() {
+        let a = mint().expect("mint");
+        let b = mint().expect("mint");
+        assert!(a.expose_secret().starts_with(TOKEN_PREFIX));
+        assert_eq!(a.expose_secret().len(), TOKEN_PREFIX.len() + TOKEN_BODY_LEN);
+        assert_ne!(a.expose_secret(), b.expose_secret());
+        assert_eq!(hash_token(a.expose_secret()).len(), 64);
+    }
+}

@@ -1,0 +1,166 @@
+//! Domain services: plain async functions on a database handle. No GraphQL or HTTP
+//! types here; callers pass an [`Actor`] (who is asking, from which request).
+pub mod audit;
+pub mod identity;
+pub mod secrets;
+mod values;
+
+use uuid::Uuid;
+
+pub use values::{Description, PrincipalName, SecretName, SecretValue};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Viewer,
+    Member,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "ADMIN",
+            Self::Member => "MEMBER",
+            Self::Viewer => "VIEWER",
+        }
+    }
+
+    pub fn parse(stored: &str) -> crate::Result<Self> {
+        match stored {
+            "ADMIN" => Ok(Self::Admin),
+            "MEMBER" => Ok(Self::Member),
+            "VIEWER" => Ok(Self::Viewer),
+            other => Err(crate::Error::Internal(format!("unknown stored role {other:?}"))),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrincipalKind {
+    User,
+    ServiceAccount,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "USER",
+            Self::ServiceAccount => "SERVICE_ACCOUNT",
+        }
+    }
+
+    pub fn parse(stored: &str) -> crate::Result<Self> {
+        match stored {
+            "USER" => Ok(Self::User),
+            "SERVICE_ACCOUNT" => Ok(Self::ServiceAccount),
+            other => Err(crate::Error::Internal(format!(
+                "unknown stored principal kind {other:?}"
+            ))),
+        }
+    }
+}
+
+/// An authenticated principal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub kind: PrincipalKind,
+    pub name: String,
+    pub role: Role,
+}
+
+impl TryFrom<entity::principal::Model> for Principal {
+    type Error = crate::Error;
+
+    fn try_from(row: entity::principal::Model) -> crate::Result<Self> {
+        Ok(Self {
+            id: row.id,
+            org_id: row.org_id,
+            kind: PrincipalKind::parse(&row.kind)?,
+            role: Role::parse(&row.role)?,
+            name: row.name,
+        })
+    }
+}
+
+/// Who performs an operation, and from which request (for the audit log).
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub principal: Principal,
+    pub request_id: Option<String>,
+}
+
+impl Actor {
+    pub fn org_id(&self) -> Uuid {
+        self.principal.org_id
+    }
+}
+
+/// A page request on a keyset (cursor) ordering.
+#[derive(Clone, Debug)]
+pub struct PageRequest<K> {
+    pub after: Option<K>,
+    pub before: Option<K>,
+    pub first: Option<usize>,
+    pub last: Option<usize>,
+}
+
+/// A page of rows in display order.
+#[derive(Debug)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub has_previous: bool,
+    pub has_next: bool,
+}
+
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+pub const MAX_PAGE_SIZE: usize = 100;
+
+impl<K> PageRequest<K> {
+    /// Forward pages unless only `last` is given. Returns (backward, limit).
+    pub(crate) fn direction(&self) -> crate::Result<(bool, usize)> {
+        let (backward, size) = match (self.first, self.last) {
+            (Some(_), Some(_)) => {
+                return Err(crate::Error::bad_input(
+                    "pass either `first` or `last`, not both",
+                ));
+            }
+            (None, Some(last)) => (true, last),
+            (first, None) => (false, first.unwrap_or(DEFAULT_PAGE_SIZE)),
+        };
+        if size > MAX_PAGE_SIZE {
+            return Err(crate::Error::bad_input(format!(
+                "a page holds at most {MAX_PAGE_SIZE} items"
+            )));
+        }
+        Ok((backward, size))
+    }
+
+    /// Turns `limit + 1` fetched rows (in query order) into a page in display order.
+    pub(crate) fn finish<T>(&self, mut rows: Vec<T>, backward: bool, limit: usize) -> Page<T> {
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        if backward {
+            rows.reverse();
+            Page {
+                items: rows,
+                has_previous: more,
+                has_next: self.before.is_some(),
+            }
+        } else {
+            Page {
+                items: rows,
+                has_previous: self.after.is_some(),
+                has_next: more,
+            }
+        }
+    }
+}
+
+/// The current time at the precision both stores keep (microseconds), so a row returned
+/// from a write equals the row read back later.
+pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}

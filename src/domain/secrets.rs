@@ -1,0 +1,426 @@
+//! Secrets and their encrypted versions.
+//!
+//! Writes follow one pattern: validate, call the key provider *before* opening a
+//! transaction (never hold a transaction, or SQLite's single writer, across a network
+//! call), then in one transaction write first — a conditional UPDATE or an INSERT, so
+//! SQLite takes its write lock up front and concurrent writers queue on the busy
+//! timeout — then the version row, then the audit event. A change and its audit event
+//! commit together or not at all.
+use entity::{secret, secret_version};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Expr, LikeExpr},
+};
+use uuid::Uuid;
+
+use super::{
+    Actor, Description, Page, PageRequest, SecretName, SecretValue,
+    audit::{self, Event, Outcome, Target},
+    now,
+};
+use crate::{
+    Error, Result,
+    crypto::{self, EncryptionContext, KeyProvider, Sealed, StoredEnvelope, WrappedKey},
+};
+
+/// How many times an update without `expectedVersion` retries when another writer got
+/// there first. Each retry re-seals under a fresh data key (the version is bound in).
+const MAX_UPDATE_ATTEMPTS: usize = 8;
+
+pub struct NewSecret {
+    pub name: SecretName,
+    pub value: SecretValue,
+    pub description: Option<Description>,
+}
+
+pub struct SecretUpdate {
+    pub name: SecretName,
+    pub value: Option<SecretValue>,
+    /// `None`: leave as is; `Some(None)`: clear; `Some(Some(d))`: set.
+    pub description: Option<Option<Description>>,
+    /// Check-and-set: fail with `VERSION_CONFLICT` unless this is the current version.
+    pub expected_version: Option<i32>,
+}
+
+/// A decrypted value, as revealed to an admin.
+#[derive(Debug)]
+pub struct Revealed {
+    pub name: String,
+    pub version: i32,
+    pub value: SecretValue,
+}
+
+pub async fn find<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    name: &SecretName,
+) -> Result<Option<secret::Model>> {
+    Ok(secret::Entity::find()
+        .filter(secret::Column::OrgId.eq(org_id))
+        .filter(secret::Column::NameKey.eq(name.key()))
+        .one(conn)
+        .await?)
+}
+
+pub async fn find_by_id<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    id: Uuid,
+) -> Result<Option<secret::Model>> {
+    Ok(secret::Entity::find_by_id(id)
+        .filter(secret::Column::OrgId.eq(org_id))
+        .one(conn)
+        .await?)
+}
+
+async fn find_existing<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    name: &SecretName,
+) -> Result<secret::Model> {
+    find(conn, org_id, name)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("secret {name}")))
+}
+
+fn version_row(
+    actor: &Actor,
+    context: &EncryptionContext,
+    sealed: Sealed,
+) -> secret_version::ActiveModel {
+    secret_version::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        secret_id: Set(context.secret_id),
+        org_id: Set(context.org_id),
+        version: Set(context.version),
+        ciphertext: Set(sealed.ciphertext),
+        nonce: Set(sealed.nonce),
+        wrapped_key: Set(sealed.wrapped_key.blob),
+        key_id: Set(sealed.wrapped_key.key_id),
+        scheme: Set(sealed.scheme.to_owned()),
+        created_at: Set(now()),
+        created_by: Set(Some(actor.principal.id)),
+    }
+}
+
+/// Creates a secret with its first version.
+pub async fn create(
+    db: &DatabaseConnection,
+    keys: &dyn KeyProvider,
+    actor: &Actor,
+    new: NewSecret,
+) -> Result<secret::Model> {
+    let org_id = actor.org_id();
+    // Fail fast, before spending a KMS call; the unique index settles races.
+    if find(db, org_id, &new.name).await?.is_some() {
+        return Err(Error::AlreadyExists(format!("secret {}", new.name)));
+    }
+    let context = EncryptionContext {
+        org_id,
+        secret_id: Uuid::now_v7(),
+        version: 1,
+    };
+    let sealed = crypto::seal(keys, &context, new.value.expose().as_bytes()).await?;
+
+    let at = now();
+    let txn = db.begin().await?;
+    let inserted = secret::ActiveModel {
+        id: Set(context.secret_id),
+        org_id: Set(org_id),
+        name: Set(new.name.as_str().to_owned()),
+        name_key: Set(new.name.key()),
+        description: Set(new.description.map(Description::into_inner)),
+        current_version: Set(1),
+        created_at: Set(at),
+        updated_at: Set(at),
+        created_by: Set(Some(actor.principal.id)),
+        updated_by: Set(Some(actor.principal.id)),
+    }
+    .insert(&txn)
+    .await;
+    let secret = match inserted {
+        Ok(secret) => secret,
+        Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
+            return Err(Error::AlreadyExists(format!("secret {}", new.name)));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    version_row(actor, &context, sealed).insert(&txn).await?;
+    let event = Event::allowed("secret.create", Target::secret(Some(secret.id), &secret.name))
+        .with_detail(serde_json::json!({ "version": 1 }));
+    audit::record(&txn, actor, event).await?;
+    txn.commit().await?;
+    Ok(secret)
+}
+
+/// Updates a secret's value (making a new version) and/or its description.
+pub async fn update(
+    db: &DatabaseConnection,
+    keys: &dyn KeyProvider,
+    actor: &Actor,
+    change: SecretUpdate,
+    retention: u32,
+) -> Result<secret::Model> {
+    if change.value.is_none() && change.description.is_none() {
+        return Err(Error::bad_input(
+            "nothing to update: give a new `value`, a `description`, or both",
+        ));
+    }
+    let org_id = actor.org_id();
+    for _ in 0..MAX_UPDATE_ATTEMPTS {
+        let current = find_existing(db, org_id, &change.name).await?;
+        if let Some(expected) = change.expected_version {
+            if expected != current.current_version {
+                return Err(Error::VersionConflict {
+                    expected,
+                    current: current.current_version,
+                });
+            }
+        }
+        let next = current.current_version + i32::from(change.value.is_some());
+        let context = EncryptionContext {
+            org_id,
+            secret_id: current.id,
+            version: next,
+        };
+        let sealed = match &change.value {
+            Some(value) => Some(crypto::seal(keys, &context, value.expose().as_bytes()).await?),
+            None => None,
+        };
+
+        let at = now();
+        let txn = db.begin().await?;
+        let mut write = secret::Entity::update_many()
+            .col_expr(secret::Column::CurrentVersion, Expr::value(next))
+            .col_expr(secret::Column::UpdatedAt, Expr::value(at))
+            .col_expr(secret::Column::UpdatedBy, Expr::value(Some(actor.principal.id)))
+            .filter(secret::Column::Id.eq(current.id))
+            .filter(secret::Column::CurrentVersion.eq(current.current_version));
+        if let Some(description) = &change.description {
+            let text = description.clone().map(Description::into_inner);
+            write = write.col_expr(secret::Column::Description, Expr::value(text));
+        }
+        if write.exec(&txn).await?.rows_affected == 0 {
+            // Another writer changed (or deleted) the secret since we read it.
+            txn.rollback().await?;
+            if let Some(expected) = change.expected_version {
+                let latest = find_existing(db, org_id, &change.name).await?;
+                return Err(Error::VersionConflict {
+                    expected,
+                    current: latest.current_version,
+                });
+            }
+            continue;
+        }
+        if let Some(sealed) = sealed {
+            version_row(actor, &context, sealed).insert(&txn).await?;
+            prune_versions(&txn, current.id, next, retention).await?;
+        }
+        let event = Event::allowed("secret.update", Target::secret(Some(current.id), &current.name))
+            .with_detail(serde_json::json!({
+                "version": next,
+                "valueChanged": change.value.is_some(),
+                "descriptionChanged": change.description.is_some(),
+            }));
+        audit::record(&txn, actor, event).await?;
+        txn.commit().await?;
+
+        let description = match change.description {
+            Some(d) => d.map(Description::into_inner),
+            None => current.description,
+        };
+        return Ok(secret::Model {
+            current_version: next,
+            updated_at: at,
+            updated_by: Some(actor.principal.id),
+            description,
+            ..current
+        });
+    }
+    Err(Error::Internal(format!(
+        "update of secret {} lost {MAX_UPDATE_ATTEMPTS} races in a row",
+        change.name
+    )))
+}
+
+/// Destroys versions older than the newest `retention` (crypto-shredding: their wrapped
+/// data keys go with them).
+async fn prune_versions<C: ConnectionTrait>(
+    conn: &C,
+    secret_id: Uuid,
+    newest: i32,
+    retention: u32,
+) -> Result<u64> {
+    let keep_from = newest.saturating_sub(i32::try_from(retention).unwrap_or(i32::MAX)) + 1;
+    let result = secret_version::Entity::delete_many()
+        .filter(secret_version::Column::SecretId.eq(secret_id))
+        .filter(secret_version::Column::Version.lt(keep_from))
+        .exec(conn)
+        .await?;
+    Ok(result.rows_affected)
+}
+
+/// Deletes a secret and destroys all its versions and their wrapped data keys.
+pub async fn delete(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    name: &SecretName,
+) -> Result<secret::Model> {
+    let secret = find_existing(db, actor.org_id(), name).await?;
+    let txn = db.begin().await?;
+    let destroyed = secret_version::Entity::delete_many()
+        .filter(secret_version::Column::SecretId.eq(secret.id))
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    let deleted = secret::Entity::delete_many()
+        .filter(secret::Column::Id.eq(secret.id))
+        .exec(&txn)
+        .await?;
+    if deleted.rows_affected == 0 {
+        txn.rollback().await?;
+        return Err(Error::not_found(format!("secret {name}")));
+    }
+    let event = Event::allowed("secret.delete", Target::secret(Some(secret.id), &secret.name))
+        .with_detail(serde_json::json!({ "versionsDestroyed": destroyed }));
+    audit::record(&txn, actor, event).await?;
+    txn.commit().await?;
+    Ok(secret)
+}
+
+/// Decrypts a version (the current one by default) and records the reveal. If the audit
+/// event cannot be written, the value is not returned.
+pub async fn reveal(
+    db: &DatabaseConnection,
+    keys: &dyn KeyProvider,
+    actor: &Actor,
+    name: &SecretName,
+    version: Option<i32>,
+) -> Result<Revealed> {
+    let secret = find_existing(db, actor.org_id(), name).await?;
+    let version = version.unwrap_or(secret.current_version);
+    let row = secret_version::Entity::find()
+        .filter(secret_version::Column::SecretId.eq(secret.id))
+        .filter(secret_version::Column::Version.eq(version))
+        .one(db)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("version {version} of secret {name}")))?;
+    let context = EncryptionContext {
+        org_id: secret.org_id,
+        secret_id: secret.id,
+        version,
+    };
+    let stored = StoredEnvelope {
+        ciphertext: &row.ciphertext,
+        nonce: &row.nonce,
+        wrapped_key: WrappedKey {
+            key_id: row.key_id.clone(),
+            blob: row.wrapped_key.clone(),
+        },
+        scheme: &row.scheme,
+    };
+    let target = Target::secret(Some(secret.id), &secret.name);
+    let detail = serde_json::json!({ "version": version });
+    let opened = crypto::open(keys, &context, &stored)
+        .await
+        .and_then(|bytes| SecretValue::from_decrypted(&bytes));
+    match opened {
+        Ok(value) => {
+            let event = Event::allowed("secret.reveal", target).with_detail(detail);
+            audit::record(db, actor, event).await?;
+            Ok(Revealed {
+                name: secret.name,
+                version,
+                value,
+            })
+        }
+        Err(e) => {
+            let event = Event {
+                action: "secret.reveal".into(),
+                outcome: Outcome::Failed,
+                target: Some(target),
+                detail: Some(detail),
+            };
+            if let Err(audit_error) = audit::record(db, actor, event).await {
+                tracing::error!(error = %audit_error, "could not record a failed reveal");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Listing filter.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    /// Case-insensitive substring of the name.
+    pub name_contains: Option<String>,
+}
+
+fn filtered(org_id: Uuid, filter: &ListFilter) -> Result<sea_orm::Select<secret::Entity>> {
+    let mut query = secret::Entity::find().filter(secret::Column::OrgId.eq(org_id));
+    if let Some(part) = &filter.name_contains {
+        if !part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || part.len() > 128 {
+            return Err(Error::bad_input(
+                "`nameContains` may only hold characters a secret name can hold",
+            ));
+        }
+        // `_` is a LIKE wildcard and a name character: match it literally.
+        let pattern = format!("%{}%", part.to_ascii_lowercase().replace('_', "\\_"));
+        query = query.filter(secret::Column::NameKey.like(LikeExpr::new(pattern).escape('\\')));
+    }
+    Ok(query)
+}
+
+/// A page of the organization's secrets ordered by name (case-insensitively); the cursor
+/// is the case-folded name.
+pub async fn list<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    filter: &ListFilter,
+    page: &PageRequest<String>,
+) -> Result<Page<secret::Model>> {
+    let (backward, limit) = page.direction()?;
+    let mut query = filtered(org_id, filter)?;
+    if let Some(after) = &page.after {
+        query = query.filter(secret::Column::NameKey.gt(after.as_str()));
+    }
+    if let Some(before) = &page.before {
+        query = query.filter(secret::Column::NameKey.lt(before.as_str()));
+    }
+    let query = if backward {
+        query.order_by_desc(secret::Column::NameKey)
+    } else {
+        query.order_by_asc(secret::Column::NameKey)
+    };
+    let rows = query.limit(limit as u64 + 1).all(conn).await?;
+    Ok(page.finish(rows, backward, limit))
+}
+
+pub async fn count<C: ConnectionTrait>(conn: &C, org_id: Uuid, filter: &ListFilter) -> Result<u64> {
+    Ok(filtered(org_id, filter)?.count(conn).await?)
+}
+
+/// A page of a secret's retained versions, newest first; the cursor is the version number.
+pub async fn versions<C: ConnectionTrait>(
+    conn: &C,
+    secret_id: Uuid,
+    page: &PageRequest<i32>,
+) -> Result<Page<secret_version::Model>> {
+    let (backward, limit) = page.direction()?;
+    let mut query = secret_version::Entity::find()
+        .filter(secret_version::Column::SecretId.eq(secret_id));
+    if let Some(after) = page.after {
+        query = query.filter(secret_version::Column::Version.lt(after));
+    }
+    if let Some(before) = page.before {
+        query = query.filter(secret_version::Column::Version.gt(before));
+    }
+    let query = if backward {
+        query.order_by_asc(secret_version::Column::Version)
+    } else {
+        query.order_by_desc(secret_version::Column::Version)
+    };
+    let rows = query.limit(limit as u64 + 1).all(conn).await?;
+    Ok(page.finish(rows, backward, limit))
+}

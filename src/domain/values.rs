@@ -1,0 +1,154 @@
+//! Validated values. Parsing is the only way in, so a `SecretName` in hand is valid.
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{Error, Result};
+
+/// 1–128 chars of `[A-Za-z0-9_]`, not starting with a digit. Unique per organization
+/// ignoring case; [`SecretName::key`] is the case-folded form used for lookups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretName(String);
+
+impl SecretName {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(name: &str) -> Result<Self> {
+        let valid_chars = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let starts_ok = name.bytes().next().is_some_and(|b| !b.is_ascii_digit());
+        if !(valid_chars && starts_ok && name.len() <= Self::MAX_LEN) {
+            return Err(Error::bad_input(
+                "a secret name is 1 to 128 characters of A-Z, a-z, 0-9 and _, \
+                 and does not start with a digit",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-folded name: names are unique per organization ignoring case.
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+impl fmt::Display for SecretName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A plaintext secret value: UTF-8, 1 byte to 64 KiB. Zeroized on drop; `Debug` prints
+/// `[REDACTED]`.
+pub struct SecretValue(SecretString);
+
+impl SecretValue {
+    pub const MAX_BYTES: usize = 64 * 1024;
+
+    pub fn parse(value: String) -> Result<Self> {
+        let len = value.len();
+        let value = SecretString::from(value);
+        if len == 0 {
+            return Err(Error::bad_input("a secret value must not be empty"));
+        }
+        if len > Self::MAX_BYTES {
+            return Err(Error::bad_input(format!(
+                "a secret value is at most {} bytes (64 KiB); this one is {len} bytes",
+                Self::MAX_BYTES
+            )));
+        }
+        Ok(Self(value))
+    }
+
+    /// Wraps decrypted bytes; they were validated as UTF-8 when stored.
+    pub fn from_decrypted(bytes: &[u8]) -> Result<Self> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| Error::Integrity("decrypted value is not UTF-8".into()))?;
+        Ok(Self(SecretString::from(text)))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretValue([REDACTED])")
+    }
+}
+
+/// Optional free text on a secret or token: at most 1,024 characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Description(String);
+
+impl Description {
+    pub const MAX_CHARS: usize = 1024;
+
+    pub fn parse(text: String) -> Result<Self> {
+        if text.chars().count() > Self::MAX_CHARS {
+            return Err(Error::bad_input(format!(
+                "a description is at most {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        Ok(Self(text))
+    }
+
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// A principal's name: 1–64 chars of `[A-Za-z0-9_.-]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PrincipalName(String);
+
+impl PrincipalName {
+    pub fn parse(name: &str) -> Result<Self> {
+        let ok = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(Error::bad_input(
+                "a principal name is 1 to 64 characters of A-Z, a-z, 0-9, _, . and -",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_names() {
+        for good in ["A", "_x", "HOOK_KEY", "a1", &"N".repeat(128)] {
+            assert!(SecretName::parse(good).is_ok(), "{good:?} should be valid");
+        }
+        for bad in ["", "1ABC", "A-B", "A B", "SECR\u{0415}T", "A\0B", &"N".repeat(129)] {
+            let err = SecretName::parse(bad).expect_err(bad);
+            assert_eq!(err.code(), "BAD_USER_INPUT");
+        }
+        assert_eq!(SecretName::parse("Hook_Key").map(|n| n.key()).ok(), Some("hook_key".into()));
+    }
+
+    #[test]
+    fn value_bounds_and_redaction() {
+        assert!(SecretValue::parse(String::new()).is_err());
+        assert!(SecretValue::parse("x".repeat(SecretValue::MAX_BYTES)).is_ok());
+        let err = SecretValue::parse("x".repeat(SecretValue::MAX_BYTES + 1)).expect_err("too big");
+        assert!(!err.to_string().contains("xxxx"));
+        let value = SecretValue::parse("hunter2".into()).expect("valid");
+        assert_eq!(format!("{value:?}"), "SecretValue([REDACTED])");
+    }
+}

@@ -1,0 +1,85 @@
+//! The GraphQL layer: schema, guards, loaders and error codes. Resolvers translate
+//! between GraphQL types and [`crate::domain`] calls; they hold no business rules.
+mod audit;
+mod errors;
+mod guard;
+mod identity;
+mod ids;
+mod loaders;
+mod node;
+mod secrets;
+
+use std::sync::Arc;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader};
+use sea_orm::DatabaseConnection;
+
+use crate::{config::Limits, crypto::KeyProvider, domain::Principal};
+
+pub use errors::{ErrorCodes, error_response};
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(
+    identity::IdentityQuery,
+    node::NodeQuery,
+    secrets::SecretQuery,
+    audit::AuditQuery,
+);
+
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(secrets::SecretMutation, identity::IdentityMutation);
+
+/// Shared services, available to every resolver.
+#[derive(Clone)]
+pub struct AppData {
+    pub db: DatabaseConnection,
+    pub keys: Arc<dyn KeyProvider>,
+    pub version_retention: u32,
+}
+
+/// Who is asking, per request.
+#[derive(Clone, Debug)]
+pub enum Auth {
+    /// No `Authorization` header.
+    Anonymous,
+    /// A header with an unknown, revoked or expired token.
+    Invalid,
+    Principal(Principal),
+}
+
+/// Per-request data: the caller and the request id (for the audit log).
+#[derive(Clone, Debug)]
+pub struct RequestCtx {
+    pub auth: Auth,
+    pub request_id: Option<String>,
+}
+
+/// The schema without runtime data: what the SDL export and the server share.
+pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
+        .extension(ErrorCodes)
+}
+
+/// The server's schema with its limits. Limits are checked during validation, before any
+/// resolver runs.
+pub fn build_schema(data: AppData, limits: &Limits) -> AppSchema {
+    schema_builder()
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .limit_recursive_depth(limits.max_recursive_depth)
+        .limit_directives(limits.max_directives)
+        .data(data)
+        .finish()
+}
+
+/// Per-request loaders: their caches must not outlive a request (or cross tenants).
+pub fn request_loaders(data: &AppData) -> DataLoader<loaders::DbLoader> {
+    DataLoader::new(loaders::DbLoader::new(data.db.clone()), tokio::spawn)
+}
+
+/// The SDL checked in as `schema.graphql`.
+pub fn sdl() -> String {
+    schema_builder().finish().sdl()
+}

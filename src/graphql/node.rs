@@ -1,0 +1,39 @@
+//! Relay's `node(id:)`. Its guard decides from the id's kind, before any lookup, so a
+//! secret's id needs an admin here exactly as on every other path.
+use async_graphql::{Context, ID, Interface, Object, ResultExt};
+
+use super::{
+    guard::{NodeGuard, actor, app},
+    ids,
+    secrets::Secret,
+};
+use crate::domain::secrets as secret_service;
+
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID"))]
+pub enum Node {
+    Secret(Secret),
+}
+
+#[derive(Default)]
+pub struct NodeQuery;
+
+#[Object]
+impl NodeQuery {
+    /// Any object by its global id; null if it does not exist in your organization.
+    #[graphql(guard = "NodeGuard::for_id(&id)")]
+    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
+        let org_id = actor(ctx)?.org_id();
+        let Some((kind, uuid)) = ids::decode(&id) else {
+            return Ok(None);
+        };
+        let db = &app(ctx)?.db;
+        Ok(match kind.as_str() {
+            ids::SECRET => secret_service::find_by_id(db, org_id, uuid)
+                .await
+                .extend()?
+                .map(|s| Node::Secret(s.into())),
+            _ => None,
+        })
+    }
+}

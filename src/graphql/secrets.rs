@@ -1,0 +1,387 @@
+//! Secrets: every field is ADMIN-only, by a guard on the field and on the `Secret` type
+//! itself, so no path (`node(id:)`, a nested field) reaches a secret without one.
+use async_graphql::{
+    ComplexObject, Context, ID, InputObject, MaybeUndefined, Object,
+    ResultExt, SimpleObject,
+    connection::{Connection, Edge, EmptyFields, OpaqueCursor, query_with},
+};
+use chrono::{DateTime, Utc};
+use entity::{secret, secret_version};
+use uuid::Uuid;
+
+use super::{
+    guard::{RoleGuard, actor, app},
+    identity::{Principal, load_principal},
+    ids,
+};
+use crate::domain::{
+    Description, Page, PageRequest, Role, SecretName, SecretValue,
+    secrets::{self as service, ListFilter, NewSecret, SecretUpdate},
+};
+
+/// Complexity of a page: its size times what each item selects.
+pub(super) fn page_complexity(first: Option<i32>, last: Option<i32>, child: usize) -> usize {
+    let size = first
+        .or(last)
+        .map_or(crate::domain::DEFAULT_PAGE_SIZE, |n| {
+            usize::try_from(n).unwrap_or(0).min(crate::domain::MAX_PAGE_SIZE)
+        });
+    size.max(1).saturating_mul(child).saturating_add(1)
+}
+
+/// Converts a domain page into a Relay connection.
+pub(super) fn to_connection<K, T, N, F>(
+    page: Page<T>,
+    cursor: impl Fn(&T) -> K,
+    node: impl Fn(T) -> N,
+    fields: F,
+) -> Connection<OpaqueCursor<K>, N, F>
+where
+    K: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
+    N: async_graphql::OutputType,
+    F: async_graphql::ObjectType,
+{
+    let mut connection = Connection::with_additional_fields(page.has_previous, page.has_next, fields);
+    connection.edges.extend(
+        page.items
+            .into_iter()
+            .map(|item| Edge::new(OpaqueCursor(cursor(&item)), node(item))),
+    );
+    connection
+}
+
+/// Runs a paged domain query with Relay arguments.
+pub(super) async fn paged<K, T, Fut>(
+    after: Option<String>,
+    before: Option<String>,
+    first: Option<i32>,
+    last: Option<i32>,
+    fetch: impl FnOnce(PageRequest<K>) -> Fut,
+) -> async_graphql::Result<T>
+where
+    K: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
+    Fut: std::future::Future<Output = crate::Result<T>>,
+{
+    query_with(
+        after,
+        before,
+        first,
+        last,
+        |after: Option<OpaqueCursor<K>>, before: Option<OpaqueCursor<K>>, first, last| async move {
+            let request = PageRequest {
+                after: after.map(|c| c.0),
+                before: before.map(|c| c.0),
+                first,
+                last,
+            };
+            fetch(request).await.extend()
+        },
+    )
+    .await
+}
+
+/// A named secret. Its value is only ever returned by `secretValue`.
+#[derive(SimpleObject)]
+#[graphql(complex, guard = "RoleGuard::new(Role::Admin)")]
+pub struct Secret {
+    #[graphql(skip)]
+    row: secret::Model,
+    pub name: String,
+    pub description: Option<String>,
+    pub current_version: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<secret::Model> for Secret {
+    fn from(row: secret::Model) -> Self {
+        Self {
+            name: row.name.clone(),
+            description: row.description.clone(),
+            current_version: row.current_version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            row,
+        }
+    }
+}
+
+#[ComplexObject(guard = "RoleGuard::new(Role::Admin)")]
+impl Secret {
+    pub async fn id(&self) -> ID {
+        ids::encode(ids::SECRET, self.row.id)
+    }
+
+    async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Principal>> {
+        load_principal(ctx, self.row.created_by).await
+    }
+
+    async fn updated_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Principal>> {
+        load_principal(ctx, self.row.updated_by).await
+    }
+
+    /// Retained versions, newest first.
+    #[graphql(complexity = "page_complexity(first, None, child_complexity)")]
+    async fn versions(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<OpaqueCursor<i32>, SecretVersion>> {
+        let db = &app(ctx)?.db;
+        let secret_id = self.row.id;
+        paged(after, None, first, None, |page| async move {
+            let versions = service::versions(db, secret_id, &page).await?;
+            Ok(to_connection(
+                versions,
+                |v| v.version,
+                SecretVersion,
+                EmptyFields,
+            ))
+        })
+        .await
+    }
+}
+
+/// One retained version of a secret (metadata only).
+pub struct SecretVersion(secret_version::Model);
+
+#[Object(guard = "RoleGuard::new(Role::Admin)")]
+impl SecretVersion {
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Principal>> {
+        load_principal(ctx, self.0.created_by).await
+    }
+
+    /// The key-provider key that wraps this version's data key.
+    async fn key_id(&self) -> &str {
+        &self.0.key_id
+    }
+}
+
+/// A revealed value. No `id`, so client caches do not keep values keyed by object.
+#[derive(SimpleObject)]
+#[graphql(name = "SecretValue", guard = "RoleGuard::new(Role::Admin)")]
+pub struct SecretValueResult {
+    name: String,
+    version: i32,
+    value: String,
+}
+
+/// `totalCount` of a secrets page, counted only when asked for.
+pub struct SecretCount {
+    org_id: Uuid,
+    filter: ListFilter,
+}
+
+#[Object]
+impl SecretCount {
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        service::count(&app(ctx)?.db, self.org_id, &self.filter)
+            .await
+            .extend()
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct SecretFilter {
+    /// Case-insensitive substring of the name.
+    name_contains: Option<String>,
+}
+
+fn parse_name(name: &str) -> async_graphql::Result<SecretName> {
+    SecretName::parse(name).extend()
+}
+
+#[derive(Default)]
+pub struct SecretQuery;
+
+#[Object]
+impl SecretQuery {
+    /// A secret by name (case-insensitive); null if there is none.
+    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    async fn secret(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Option<Secret>> {
+        let actor = actor(ctx)?;
+        let name = parse_name(&name)?;
+        let found = service::find(&app(ctx)?.db, actor.org_id(), &name).await.extend()?;
+        Ok(found.map(Secret::from))
+    }
+
+    /// The organization's secrets ordered by name. Pages hold at most 100.
+    #[graphql(
+        guard = "RoleGuard::new(Role::Admin)",
+        complexity = "page_complexity(first, last, child_complexity)"
+    )]
+    async fn secrets(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+        filter: Option<SecretFilter>,
+    ) -> async_graphql::Result<Connection<OpaqueCursor<String>, Secret, SecretCount>> {
+        let org_id = actor(ctx)?.org_id();
+        let db = &app(ctx)?.db;
+        let filter = ListFilter {
+            name_contains: filter.unwrap_or_default().name_contains,
+        };
+        paged(after, before, first, last, |page| async move {
+            let secrets = service::list(db, org_id, &filter, &page).await?;
+            Ok(to_connection(
+                secrets,
+                |s| s.name_key.clone(),
+                Secret::from,
+                SecretCount { org_id, filter },
+            ))
+        })
+        .await
+    }
+
+    /// Decrypts a value: the current version, or `version`. Every call is audited.
+    #[graphql(name = "secretValue", guard = "RoleGuard::new(Role::Admin)")]
+    async fn secret_value(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        version: Option<i32>,
+    ) -> async_graphql::Result<SecretValueResult> {
+        let actor = actor(ctx)?;
+        let name = parse_name(&name)?;
+        let data = app(ctx)?;
+        let revealed = service::reveal(&data.db, data.keys.as_ref(), &actor, &name, version)
+            .await
+            .extend()?;
+        Ok(SecretValueResult {
+            name: revealed.name,
+            version: revealed.version,
+            value: revealed.value.expose().to_owned(),
+        })
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateSecretInput {
+    /// 1–128 characters of A–Z, a–z, 0–9 and `_`, not starting with a digit; unique in
+    /// the organization ignoring case; cannot be changed later.
+    name: String,
+    /// UTF-8, 1 byte to 64 KiB.
+    value: String,
+    /// At most 1,024 characters.
+    description: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct CreateSecretPayload {
+    secret: Secret,
+}
+
+#[derive(InputObject)]
+pub struct UpdateSecretInput {
+    name: String,
+    /// A new value makes a new version.
+    value: Option<String>,
+    /// A new description; `null` clears it, omitted leaves it.
+    description: MaybeUndefined<String>,
+    /// Check-and-set: fail with `VERSION_CONFLICT` unless this is the current version.
+    expected_version: Option<i32>,
+}
+
+#[derive(SimpleObject)]
+pub struct UpdateSecretPayload {
+    secret: Secret,
+}
+
+#[derive(InputObject)]
+pub struct DeleteSecretInput {
+    name: String,
+}
+
+#[derive(SimpleObject)]
+pub struct DeleteSecretPayload {
+    deleted_secret_id: ID,
+}
+
+#[derive(Default)]
+pub struct SecretMutation;
+
+#[Object]
+impl SecretMutation {
+    /// Creates a secret (version 1).
+    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    async fn create_secret(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateSecretInput,
+    ) -> async_graphql::Result<CreateSecretPayload> {
+        let actor = actor(ctx)?;
+        let new = NewSecret {
+            name: parse_name(&input.name)?,
+            value: SecretValue::parse(input.value).extend()?,
+            description: input.description.map(Description::parse).transpose().extend()?,
+        };
+        let data = app(ctx)?;
+        let secret = service::create(&data.db, data.keys.as_ref(), &actor, new)
+            .await
+            .extend()?;
+        Ok(CreateSecretPayload {
+            secret: secret.into(),
+        })
+    }
+
+    /// Changes a secret's value (a new version) and/or description.
+    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    async fn update_secret(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateSecretInput,
+    ) -> async_graphql::Result<UpdateSecretPayload> {
+        let actor = actor(ctx)?;
+        let description = match input.description {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(text) => Some(Some(Description::parse(text).extend()?)),
+        };
+        let change = SecretUpdate {
+            name: parse_name(&input.name)?,
+            value: input.value.map(SecretValue::parse).transpose().extend()?,
+            description,
+            expected_version: input.expected_version,
+        };
+        let data = app(ctx)?;
+        let secret = service::update(
+            &data.db,
+            data.keys.as_ref(),
+            &actor,
+            change,
+            data.version_retention,
+        )
+        .await
+        .extend()?;
+        Ok(UpdateSecretPayload {
+            secret: secret.into(),
+        })
+    }
+
+    /// Deletes a secret and destroys every version's wrapped data key.
+    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    async fn delete_secret(
+        &self,
+        ctx: &Context<'_>,
+        input: DeleteSecretInput,
+    ) -> async_graphql::Result<DeleteSecretPayload> {
+        let actor = actor(ctx)?;
+        let name = parse_name(&input.name)?;
+        let deleted = service::delete(&app(ctx)?.db, &actor, &name).await.extend()?;
+        Ok(DeleteSecretPayload {
+            deleted_secret_id: ids::encode(ids::SECRET, deleted.id),
+        })
+    }
+}

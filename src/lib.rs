@@ -1,0 +1,18 @@
+//! strongroom: a GraphQL secrets service for data pipelines.
+//!
+//! Data flows one way: [`http`] (axum) → [`graphql`] (schema, guards, loaders, error
+//! codes) → [`domain`] (plain async functions on a database handle) → `entity` rows and
+//! [`crypto`] (envelope encryption behind a key provider).
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod app;
+pub mod graphql;
+pub mod http;
+pub mod telemetry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,35 @@
+//! The `strongroom` command: a small dispatcher over [`strongroom::app`].
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use strongroom::{
+    app,
+    config::{Cli, Command},
+    graphql, telemetry,
+};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.global.log_format);
+    let result = match cli.command() {
+        Command::Serve(args) => app::serve(&cli.global, &args).await,
+        Command::Migrate => app::open_database(&cli.global).await.map(|_| {
+            tracing::info!("migrations applied");
+        }),
+        Command::Schema => {
+            print!("{}", graphql::sdl());
+            Ok(())
+        }
+        Command::Bootstrap(args) => app::bootstrap(&cli.global, &args.org, &args.name).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "strongroom failed");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `strongroom` binary, spawned per test, spoken to over HTTP,
+//! each test once on SQLite and once on PostgreSQL.
+mod helpers;
+
+mod auth;
+mod leaks;
+mod limits;
+mod secrets;
