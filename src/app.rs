@@ -22,10 +22,7 @@ pub async fn open_database(global: &GlobalArgs) -> Result<DatabaseConnection> {
 /// Builds the configured key provider. The local master key file is only created for a
 /// database that holds no encrypted value yet: creating a new key next to existing data
 /// would make it unreadable.
-pub async fn key_provider(
-    keys: &KeyArgs,
-    db: &DatabaseConnection,
-) -> Result<Arc<dyn KeyProvider>> {
+pub async fn key_provider(keys: &KeyArgs, db: &DatabaseConnection) -> Result<Arc<dyn KeyProvider>> {
     match keys.kms {
         KmsKind::Local => {
             let keyring = if let Some(text) = &keys.master_key {

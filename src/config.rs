@@ -65,7 +65,13 @@ pub struct GlobalArgs {
     )]
     pub db_max_connections: u32,
     /// Log format on stderr (`RUST_LOG` sets the filter).
-    #[arg(long, env = "STRONGROOM_LOG_FORMAT", value_enum, default_value_t, global = true)]
+    #[arg(
+        long,
+        env = "STRONGROOM_LOG_FORMAT",
+        value_enum,
+        default_value_t,
+        global = true
+    )]
     pub log_format: LogFormat,
     #[command(flatten)]
     pub keys: KeyArgs,
@@ -81,7 +87,13 @@ pub enum KmsKind {
 #[derive(Clone, Debug, Args)]
 pub struct KeyArgs {
     /// Key provider that wraps data keys.
-    #[arg(long, env = "STRONGROOM_KMS", value_enum, default_value_t, global = true)]
+    #[arg(
+        long,
+        env = "STRONGROOM_KMS",
+        value_enum,
+        default_value_t,
+        global = true
+    )]
     pub kms: KmsKind,
     /// Local provider: file holding the base64 master key; created (mode 0600) on first start.
     #[arg(

@@ -184,15 +184,15 @@ async fn graphql_post(
     batch: GraphQLBatchRequest,
 ) -> Response {
     let batch = batch.into_inner();
-    if let BatchRequest::Batch(requests) = &batch {
-        if requests.len() > state.limits.max_batch {
-            let message = format!(
-                "a batch may hold at most {} operations; this one holds {}",
-                state.limits.max_batch,
-                requests.len()
-            );
-            return refusal(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
-        }
+    if let BatchRequest::Batch(requests) = &batch
+        && requests.len() > state.limits.max_batch
+    {
+        let message = format!(
+            "a batch may hold at most {} operations; this one holds {}",
+            state.limits.max_batch,
+            requests.len()
+        );
+        return refusal(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
     }
     execute(&state, &headers, batch).await
 }

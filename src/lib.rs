@@ -5,12 +5,12 @@
 //! [`crypto`] (envelope encryption behind a key provider).
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod domain;
 pub mod error;
-pub mod app;
 pub mod graphql;
 pub mod http;
 pub mod telemetry;

@@ -39,7 +39,12 @@ pub async fn seal(
 ) -> Result<Sealed> {
     let data_key = keys.generate_data_key(context).await?;
     let nonce = random_bytes::<12>().map_err(|e| Error::Internal(format!("nonce: {e}")))?;
-    let ciphertext = aead_seal(&data_key.plaintext, &nonce[..], &context.to_aad(), plaintext)?;
+    let ciphertext = aead_seal(
+        &data_key.plaintext,
+        &nonce[..],
+        &context.to_aad(),
+        plaintext,
+    )?;
     Ok(Sealed {
         ciphertext,
         nonce: nonce.to_vec(),
@@ -62,8 +67,13 @@ pub async fn open(
         )));
     }
     let data_key = keys.decrypt_data_key(&stored.wrapped_key, context).await?;
-    aead_open(&data_key, stored.nonce, &context.to_aad(), stored.ciphertext)
-        .map_err(|e| Error::Integrity(e.to_string()))
+    aead_open(
+        &data_key,
+        stored.nonce,
+        &context.to_aad(),
+        stored.ciphertext,
+    )
+    .map_err(|e| Error::Integrity(e.to_string()))
 }
 
 pub(super) fn aead_seal(key: &DataKey, nonce: &[u8], aad: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
@@ -91,7 +101,8 @@ pub(super) fn aead_open(
 }
 
 fn cipher(key: &[u8; 32]) -> Result<Aes256Gcm> {
-    Aes256Gcm::new_from_slice(key).map_err(|_| Error::Internal("AES-256 key must be 32 bytes".into()))
+    Aes256Gcm::new_from_slice(key)
+        .map_err(|_| Error::Internal("AES-256 key must be 32 bytes".into()))
 }
 
 #[cfg(test)]
@@ -137,7 +148,9 @@ mod tests {
             wrapped_key: sealed.wrapped_key.clone(),
             scheme: sealed.scheme,
         };
-        let err = open(&keys, &context(2), &stored).await.expect_err("must fail");
+        let err = open(&keys, &context(2), &stored)
+            .await
+            .expect_err("must fail");
         assert!(matches!(err, Error::Integrity(_)), "{err:?}");
     }
 
@@ -152,7 +165,9 @@ mod tests {
             wrapped_key: sealed.wrapped_key.clone(),
             scheme: sealed.scheme,
         };
-        let err = open(&keys, &context(1), &stored).await.expect_err("must fail");
+        let err = open(&keys, &context(1), &stored)
+            .await
+            .expect_err("must fail");
         assert!(matches!(err, Error::Integrity(_)), "{err:?}");
     }
 }

@@ -1,11 +1,6 @@
 //! The embedded key provider: a local 256-bit master key wraps data keys with
 //! AES-256-GCM, the encryption context as associated data. Good for one machine and dev.
-use std::{
-    collections::HashMap,
-    fmt,
-    io::Write,
-    path::Path,
-};
+use std::{collections::HashMap, fmt, io::Write, path::Path};
 
 use async_trait::async_trait;
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -76,7 +71,10 @@ impl MasterKey {
     /// and `#` comments are ignored.
     pub fn read_keyring(path: &Path) -> Result<Vec<Self>> {
         let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-            Error::Internal(format!("cannot read master key file {}: {e}", path.display()))
+            Error::Internal(format!(
+                "cannot read master key file {}: {e}",
+                path.display()
+            ))
         })?);
         warn_if_readable_by_others(path);
         let keys = text
@@ -103,13 +101,19 @@ impl MasterKey {
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(path).map_err(|e| {
-            Error::Internal(format!("cannot create master key file {}: {e}", path.display()))
+            Error::Internal(format!(
+                "cannot create master key file {}: {e}",
+                path.display()
+            ))
         })?;
         let line = Zeroizing::new(format!("{}\n", key.to_base64().as_str()));
         file.write_all(line.as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(|e| {
-                Error::Internal(format!("cannot write master key file {}: {e}", path.display()))
+                Error::Internal(format!(
+                    "cannot write master key file {}: {e}",
+                    path.display()
+                ))
             })?;
         Ok(key)
     }
@@ -128,13 +132,13 @@ fn warn_if_readable_by_others(path: &Path) {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        if let Ok(meta) = std::fs::metadata(path) {
-            if meta.permissions().mode() & 0o077 != 0 {
-                tracing::warn!(
-                    path = %path.display(),
-                    "the master key file is readable by other users; chmod 600 it"
-                );
-            }
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                "the master key file is readable by other users; chmod 600 it"
+            );
         }
     }
 }

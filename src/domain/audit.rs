@@ -35,7 +35,9 @@ impl Outcome {
             "ALLOWED" => Ok(Self::Allowed),
             "DENIED" => Ok(Self::Denied),
             "FAILED" => Ok(Self::Failed),
-            other => Err(crate::Error::Internal(format!("unknown audit outcome {other:?}"))),
+            other => Err(crate::Error::Internal(format!(
+                "unknown audit outcome {other:?}"
+            ))),
         }
     }
 }
@@ -108,7 +110,11 @@ pub async fn record_for<C: ConnectionTrait>(
     event: Event,
 ) -> Result<()> {
     let (target_kind, target_id, target_name) = match event.target {
-        Some(t) => (Some(t.kind.to_owned()), t.id.map(|id| id.to_string()), t.name),
+        Some(t) => (
+            Some(t.kind.to_owned()),
+            t.id.map(|id| id.to_string()),
+            t.name,
+        ),
         None => (None, None, None),
     };
     let row = audit_event::ActiveModel {
@@ -155,7 +161,14 @@ pub async fn record_denied<C: ConnectionTrait>(
         target: None,
         detail: Some(serde_json::json!({ "role": principal.role.as_str() })),
     };
-    record_for(conn, principal.org_id, Some(principal.id), request_id, event).await
+    record_for(
+        conn,
+        principal.org_id,
+        Some(principal.id),
+        request_id,
+        event,
+    )
+    .await
 }
 
 /// Filters for listing events; all optional, combined with AND.

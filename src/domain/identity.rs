@@ -9,8 +9,8 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use entity::{api_token, organization, principal};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    DbErr, EntityTrait, PaginatorTrait, QueryFilter, SqlErr, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, SqlErr, TransactionTrait, sea_query::Expr,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -102,7 +102,9 @@ pub async fn bootstrap(
 ) -> Result<(organization::Model, principal::Model, IssuedToken)> {
     let org_name = org_name.trim();
     if org_name.is_empty() || org_name.chars().count() > 128 {
-        return Err(Error::bad_input("an organization name is 1 to 128 characters"));
+        return Err(Error::bad_input(
+            "an organization name is 1 to 128 characters",
+        ));
     }
     let admin_name = PrincipalName::parse(admin_name)?;
     let txn = db.begin().await?;
@@ -160,8 +162,8 @@ pub async fn bootstrap(
 /// The principal a bearer token belongs to, if the token is valid, unrevoked and
 /// unexpired.
 pub async fn authenticate(db: &DatabaseConnection, token: &str) -> Result<Option<Principal>> {
-    let well_formed = token.len() == TOKEN_PREFIX.len() + TOKEN_BODY_LEN
-        && token.starts_with(TOKEN_PREFIX);
+    let well_formed =
+        token.len() == TOKEN_PREFIX.len() + TOKEN_BODY_LEN && token.starts_with(TOKEN_PREFIX);
     if !well_formed {
         return Ok(None);
     }
@@ -240,7 +242,14 @@ pub async fn create_service_account(
         }
     })?;
     let description = Description::parse("initial token".to_owned())?;
-    let issued = issue(&txn, &account, Some(actor.principal.id), Some(description), None).await?;
+    let issued = issue(
+        &txn,
+        &account,
+        Some(actor.principal.id),
+        Some(description),
+        None,
+    )
+    .await?;
     let event = Event::allowed(
         "service_account.create",
         Target::principal(account.id, &account.name),
@@ -267,7 +276,14 @@ pub async fn create_token(
         .await?
         .ok_or_else(|| Error::not_found("principal"))?;
     let txn = db.begin().await?;
-    let issued = issue(&txn, &owner, Some(actor.principal.id), description, expires_at).await?;
+    let issued = issue(
+        &txn,
+        &owner,
+        Some(actor.principal.id),
+        description,
+        expires_at,
+    )
+    .await?;
     let event = Event::allowed("token.create", Target::token(issued.record.id))
         .with_detail(serde_json::json!({ "principal": owner.name }));
     audit::record(&txn, actor, event).await?;
@@ -295,7 +311,12 @@ pub async fn revoke_token(
         .await?
         .ok_or_else(|| Error::not_found("API token"))?;
     if revoked.rows_affected > 0 {
-        audit::record(&txn, actor, Event::allowed("token.revoke", Target::token(token_id))).await?;
+        audit::record(
+            &txn,
+            actor,
+            Event::allowed("token.revoke", Target::token(token_id)),
+        )
+        .await?;
     }
     txn.commit().await?;
     Ok(record)

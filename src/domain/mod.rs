@@ -30,7 +30,9 @@ impl Role {
             "ADMIN" => Ok(Self::Admin),
             "MEMBER" => Ok(Self::Member),
             "VIEWER" => Ok(Self::Viewer),
-            other => Err(crate::Error::Internal(format!("unknown stored role {other:?}"))),
+            other => Err(crate::Error::Internal(format!(
+                "unknown stored role {other:?}"
+            ))),
         }
     }
 }

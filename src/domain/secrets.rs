@@ -8,8 +8,10 @@
 //! commit together or not at all.
 use entity::{secret, secret_version};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait,
     sea_query::{Expr, LikeExpr},
 };
 use uuid::Uuid;
@@ -141,14 +143,22 @@ pub async fn create(
     .await;
     let secret = match inserted {
         Ok(secret) => secret,
-        Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => {
+        Err(e)
+            if matches!(
+                e.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            ) =>
+        {
             return Err(Error::AlreadyExists(format!("secret {}", new.name)));
         }
         Err(e) => return Err(e.into()),
     };
     version_row(actor, &context, sealed).insert(&txn).await?;
-    let event = Event::allowed("secret.create", Target::secret(Some(secret.id), &secret.name))
-        .with_detail(serde_json::json!({ "version": 1 }));
+    let event = Event::allowed(
+        "secret.create",
+        Target::secret(Some(secret.id), &secret.name),
+    )
+    .with_detail(serde_json::json!({ "version": 1 }));
     audit::record(&txn, actor, event).await?;
     txn.commit().await?;
     Ok(secret)
@@ -170,13 +180,13 @@ pub async fn update(
     let org_id = actor.org_id();
     for _ in 0..MAX_UPDATE_ATTEMPTS {
         let current = find_existing(db, org_id, &change.name).await?;
-        if let Some(expected) = change.expected_version {
-            if expected != current.current_version {
-                return Err(Error::VersionConflict {
-                    expected,
-                    current: current.current_version,
-                });
-            }
+        if let Some(expected) = change.expected_version
+            && expected != current.current_version
+        {
+            return Err(Error::VersionConflict {
+                expected,
+                current: current.current_version,
+            });
         }
         let next = current.current_version + i32::from(change.value.is_some());
         let context = EncryptionContext {
@@ -194,7 +204,10 @@ pub async fn update(
         let mut write = secret::Entity::update_many()
             .col_expr(secret::Column::CurrentVersion, Expr::value(next))
             .col_expr(secret::Column::UpdatedAt, Expr::value(at))
-            .col_expr(secret::Column::UpdatedBy, Expr::value(Some(actor.principal.id)))
+            .col_expr(
+                secret::Column::UpdatedBy,
+                Expr::value(Some(actor.principal.id)),
+            )
             .filter(secret::Column::Id.eq(current.id))
             .filter(secret::Column::CurrentVersion.eq(current.current_version));
         if let Some(description) = &change.description {
@@ -217,12 +230,15 @@ pub async fn update(
             version_row(actor, &context, sealed).insert(&txn).await?;
             prune_versions(&txn, current.id, next, retention).await?;
         }
-        let event = Event::allowed("secret.update", Target::secret(Some(current.id), &current.name))
-            .with_detail(serde_json::json!({
-                "version": next,
-                "valueChanged": change.value.is_some(),
-                "descriptionChanged": change.description.is_some(),
-            }));
+        let event = Event::allowed(
+            "secret.update",
+            Target::secret(Some(current.id), &current.name),
+        )
+        .with_detail(serde_json::json!({
+            "version": next,
+            "valueChanged": change.value.is_some(),
+            "descriptionChanged": change.description.is_some(),
+        }));
         audit::record(&txn, actor, event).await?;
         txn.commit().await?;
 
@@ -282,8 +298,11 @@ pub async fn delete(
         txn.rollback().await?;
         return Err(Error::not_found(format!("secret {name}")));
     }
-    let event = Event::allowed("secret.delete", Target::secret(Some(secret.id), &secret.name))
-        .with_detail(serde_json::json!({ "versionsDestroyed": destroyed }));
+    let event = Event::allowed(
+        "secret.delete",
+        Target::secret(Some(secret.id), &secret.name),
+    )
+    .with_detail(serde_json::json!({ "versionsDestroyed": destroyed }));
     audit::record(&txn, actor, event).await?;
     txn.commit().await?;
     Ok(secret)
@@ -408,8 +427,8 @@ pub async fn versions<C: ConnectionTrait>(
     page: &PageRequest<i32>,
 ) -> Result<Page<secret_version::Model>> {
     let (backward, limit) = page.direction()?;
-    let mut query = secret_version::Entity::find()
-        .filter(secret_version::Column::SecretId.eq(secret_id));
+    let mut query =
+        secret_version::Entity::find().filter(secret_version::Column::SecretId.eq(secret_id));
     if let Some(after) = page.after {
         query = query.filter(secret_version::Column::Version.lt(after));
     }

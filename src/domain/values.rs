@@ -135,11 +135,22 @@ mod tests {
         for good in ["A", "_x", "HOOK_KEY", "a1", &"N".repeat(128)] {
             assert!(SecretName::parse(good).is_ok(), "{good:?} should be valid");
         }
-        for bad in ["", "1ABC", "A-B", "A B", "SECR\u{0415}T", "A\0B", &"N".repeat(129)] {
+        for bad in [
+            "",
+            "1ABC",
+            "A-B",
+            "A B",
+            "SECR\u{0415}T",
+            "A\0B",
+            &"N".repeat(129),
+        ] {
             let err = SecretName::parse(bad).expect_err(bad);
             assert_eq!(err.code(), "BAD_USER_INPUT");
         }
-        assert_eq!(SecretName::parse("Hook_Key").map(|n| n.key()).ok(), Some("hook_key".into()));
+        assert_eq!(
+            SecretName::parse("Hook_Key").map(|n| n.key()).ok(),
+            Some("hook_key".into())
+        );
     }
 
     #[test]

@@ -100,7 +100,9 @@ impl Viewer {
     async fn organization(&self, ctx: &Context<'_>) -> async_graphql::Result<Organization> {
         let db = &app(ctx)?.db;
         Ok(Organization(
-            service::find_organization(db, self.0.org_id).await.extend()?,
+            service::find_organization(db, self.0.org_id)
+                .await
+                .extend()?,
         ))
     }
 
@@ -251,7 +253,9 @@ impl IdentityMutation {
     ) -> async_graphql::Result<RevokeApiTokenPayload> {
         let actor = actor(ctx)?;
         let id = ids::decode_as(&input.id, ids::API_TOKEN).extend()?;
-        let record = service::revoke_token(&app(ctx)?.db, &actor, id).await.extend()?;
+        let record = service::revoke_token(&app(ctx)?.db, &actor, id)
+            .await
+            .extend()?;
         Ok(RevokeApiTokenPayload {
             api_token: ApiToken(record),
         })

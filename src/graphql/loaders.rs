@@ -32,7 +32,9 @@ impl Loader<PrincipalId> for DbLoader {
         keys: &[PrincipalId],
     ) -> Result<HashMap<PrincipalId, Self::Value>, Self::Error> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = identity::principals_by_ids(&self.db, &ids).await.map_err(Arc::new)?;
+        let rows = identity::principals_by_ids(&self.db, &ids)
+            .await
+            .map_err(Arc::new)?;
         Ok(rows.into_iter().map(|p| (PrincipalId(p.id), p)).collect())
     }
 }

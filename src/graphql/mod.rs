@@ -11,7 +11,9 @@ mod secrets;
 
 use std::sync::Arc;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader};
+use async_graphql::{
+    EmptySubscription, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader,
+};
 use sea_orm::DatabaseConnection;
 
 use crate::{config::Limits, crypto::KeyProvider, domain::Principal};
@@ -58,8 +60,12 @@ pub struct RequestCtx {
 
 /// The schema without runtime data: what the SDL export and the server share.
 pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
-    Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
-        .extension(ErrorCodes)
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .extension(ErrorCodes)
 }
 
 /// The server's schema with its limits. Limits are checked during validation, before any
@@ -82,4 +88,19 @@ pub fn request_loaders(data: &AppData) -> DataLoader<loaders::DbLoader> {
 /// The SDL checked in as `schema.graphql`.
 pub fn sdl() -> String {
     schema_builder().finish().sdl()
+}
+
+#[cfg(test)]
+mod tests {
+    /// `schema.graphql` is generated from the code; clients and reviewers read it.
+    #[test]
+    fn checked_in_sdl_matches_the_code() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql");
+        let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            checked_in == super::sdl(),
+            "schema.graphql is out of date with the code; regenerate it with\n\n    \
+             cargo run -q -- schema > schema.graphql\n"
+        );
+    }
 }

@@ -1,8 +1,7 @@
 //! Secrets: every field is ADMIN-only, by a guard on the field and on the `Secret` type
 //! itself, so no path (`node(id:)`, a nested field) reaches a secret without one.
 use async_graphql::{
-    ComplexObject, Context, ID, InputObject, MaybeUndefined, Object,
-    ResultExt, SimpleObject,
+    ComplexObject, Context, ID, InputObject, MaybeUndefined, Object, ResultExt, SimpleObject,
     connection::{Connection, Edge, EmptyFields, OpaqueCursor, query_with},
 };
 use chrono::{DateTime, Utc};
@@ -24,7 +23,9 @@ pub(super) fn page_complexity(first: Option<i32>, last: Option<i32>, child: usiz
     let size = first
         .or(last)
         .map_or(crate::domain::DEFAULT_PAGE_SIZE, |n| {
-            usize::try_from(n).unwrap_or(0).min(crate::domain::MAX_PAGE_SIZE)
+            usize::try_from(n)
+                .unwrap_or(0)
+                .min(crate::domain::MAX_PAGE_SIZE)
         });
     size.max(1).saturating_mul(child).saturating_add(1)
 }
@@ -41,7 +42,8 @@ where
     N: async_graphql::OutputType,
     F: async_graphql::ObjectType,
 {
-    let mut connection = Connection::with_additional_fields(page.has_previous, page.has_next, fields);
+    let mut connection =
+        Connection::with_additional_fields(page.has_previous, page.has_next, fields);
     connection.edges.extend(
         page.items
             .into_iter()
@@ -207,10 +209,16 @@ pub struct SecretQuery;
 impl SecretQuery {
     /// A secret by name (case-insensitive); null if there is none.
     #[graphql(guard = "RoleGuard::new(Role::Admin)")]
-    async fn secret(&self, ctx: &Context<'_>, name: String) -> async_graphql::Result<Option<Secret>> {
+    async fn secret(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<Option<Secret>> {
         let actor = actor(ctx)?;
         let name = parse_name(&name)?;
-        let found = service::find(&app(ctx)?.db, actor.org_id(), &name).await.extend()?;
+        let found = service::find(&app(ctx)?.db, actor.org_id(), &name)
+            .await
+            .extend()?;
         Ok(found.map(Secret::from))
     }
 
@@ -325,7 +333,11 @@ impl SecretMutation {
         let new = NewSecret {
             name: parse_name(&input.name)?,
             value: SecretValue::parse(input.value).extend()?,
-            description: input.description.map(Description::parse).transpose().extend()?,
+            description: input
+                .description
+                .map(Description::parse)
+                .transpose()
+                .extend()?,
         };
         let data = app(ctx)?;
         let secret = service::create(&data.db, data.keys.as_ref(), &actor, new)
@@ -379,7 +391,9 @@ impl SecretMutation {
     ) -> async_graphql::Result<DeleteSecretPayload> {
         let actor = actor(ctx)?;
         let name = parse_name(&input.name)?;
-        let deleted = service::delete(&app(ctx)?.db, &actor, &name).await.extend()?;
+        let deleted = service::delete(&app(ctx)?.db, &actor, &name)
+            .await
+            .extend()?;
         Ok(DeleteSecretPayload {
             deleted_secret_id: ids::encode(ids::SECRET, deleted.id),
         })

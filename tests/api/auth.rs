@@ -1,7 +1,7 @@
 //! Authentication, roles and tenant isolation.
 use std::time::{Duration, Instant};
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{SecondsFormat, TimeDelta, Utc};
 use serde_json::{Value, json};
 
 use crate::helpers::{
@@ -61,7 +61,11 @@ fn secret_operations(name: &str) -> Vec<(&'static str, &'static str, Value)> {
             UPDATE_SECRET,
             json!({ "input": { "name": name, "value": "overwritten" } }),
         ),
-        ("deleteSecret", DELETE_SECRET, json!({ "input": { "name": name } })),
+        (
+            "deleteSecret",
+            DELETE_SECRET,
+            json!({ "input": { "name": name } }),
+        ),
     ]
 }
 
@@ -72,14 +76,15 @@ async fn members_and_viewers_cannot_reach_secrets(store: Store) {
     let secret = app.create_secret(NAME, VALUE).await;
 
     for role in ["MEMBER", "VIEWER"] {
-        let account = app.create_service_account(role).await;
-        let token = Some(account.token.as_str());
+        let token = app.new_principal_token(role).await;
+        let token = Some(token.as_str());
 
         let viewer = app.gql(token, VIEWER, json!({})).await;
         let viewer = &data(&viewer)["viewer"];
         assert_eq!(viewer["role"], role);
-        assert_eq!(viewer["principal"]["id"], account.id);
+        assert_eq!(viewer["principal"]["role"], role);
         assert_eq!(viewer["organization"]["name"], "acme");
+        let principal_id = &viewer["principal"]["id"];
 
         for (field, query, variables) in secret_operations(NAME) {
             let response = app.gql(token, query, variables).await;
@@ -88,7 +93,10 @@ async fn members_and_viewers_cannot_reach_secrets(store: Store) {
                 Some("FORBIDDEN"),
                 "{role} on {field}: {response:#}"
             );
-            assert!(!response.to_string().contains(VALUE), "{role} on {field}: {response}");
+            assert!(
+                !response.to_string().contains(VALUE),
+                "{role} on {field}: {response}"
+            );
         }
 
         let response = app.gql(token, NODE, json!({ "id": secret["id"] })).await;
@@ -101,7 +109,7 @@ async fn members_and_viewers_cannot_reach_secrets(store: Store) {
             .as_array()
             .expect("audit events")
             .iter()
-            .filter(|event| event["principal"]["id"] == account.id)
+            .filter(|event| &event["principal"]["id"] == principal_id)
             .collect();
         for (field, _, _) in secret_operations(NAME) {
             assert!(
@@ -136,6 +144,9 @@ fn observable(response: &Value, name: &str) -> Value {
     json!({ "data": response["data"], "errors": errors })
 }
 
+/// The variables of a probe for one secret name.
+type VariablesFor = fn(&str) -> Value;
+
 async fn other_organization_sees_nothing(store: Store) {
     const NAME: &str = "ACME_ONLY";
     const MISSING: &str = "NO_SUCH_SECRET";
@@ -143,15 +154,17 @@ async fn other_organization_sees_nothing(store: Store) {
     let app = TestApp::spawn(store).await;
     let secret = app.create_secret(NAME, VALUE).await;
     let deleted = app.create_secret("DELETED_SECRET", "gone").await;
-    data(&app.admin(DELETE_SECRET, json!({ "input": { "name": "DELETED_SECRET" } })).await);
+    let delete = json!({ "input": { "name": "DELETED_SECRET" } });
+    data(&app.admin(DELETE_SECRET, delete).await);
     let globex = Some(app.other_admin_token.as_str());
 
-    let probes: [(&str, fn(&str) -> Value); 4] = [
+    let probes: [(&str, VariablesFor); 4] = [
         (SECRET, |name| json!({ "name": name })),
         (SECRET_VALUE, |name| json!({ "name": name })),
-        (UPDATE_SECRET, |name| {
-            json!({ "input": { "name": name, "value": "globex was here" } })
-        }),
+        (
+            UPDATE_SECRET,
+            |name| json!({ "input": { "name": name, "value": "globex was here" } }),
+        ),
         (DELETE_SECRET, |name| json!({ "input": { "name": name } })),
     ];
     for (query, variables) in probes {
@@ -227,15 +240,15 @@ async fn revoked_token_is_unauthenticated(store: Store) {
 async fn expiring_token(store: Store) {
     let app = TestApp::spawn(store).await;
     let account = app.create_service_account("VIEWER").await;
-    let rfc3339 = |offset: chrono::Duration| {
-        (Utc::now() + offset).to_rfc3339_opts(SecondsFormat::Millis, true)
+    let expiring_in = |offset: TimeDelta| {
+        let expires_at = (Utc::now() + offset).to_rfc3339_opts(SecondsFormat::Millis, true);
+        json!({ "principalId": account.id, "expiresAt": expires_at })
     };
 
-    let past = json!({ "principalId": account.id, "expiresAt": rfc3339(-chrono::Duration::hours(1)) });
+    let past = expiring_in(-TimeDelta::hours(1));
     assert_code(&create_api_token(&app, past).await, "BAD_USER_INPUT");
 
-    let soon = json!({ "principalId": account.id, "expiresAt": rfc3339(chrono::Duration::seconds(2)) });
-    let response = create_api_token(&app, soon).await;
+    let response = create_api_token(&app, expiring_in(TimeDelta::seconds(2))).await;
     let created = &data(&response)["createApiToken"];
     assert!(created["apiToken"]["expiresAt"].is_string(), "{created}");
     let token = created["token"].as_str().expect("token");

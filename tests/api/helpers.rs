@@ -162,7 +162,6 @@ pub struct ServiceAccount {
 /// One running server with its own database, master key and organizations `acme` (whose
 /// admin is `admin_token`) and `globex` (`other_admin_token`).
 pub struct TestApp {
-    pub store: Store,
     pub api: Api,
     pub admin_token: String,
     pub other_admin_token: String,
@@ -207,7 +206,10 @@ impl TestApp {
         let master_key_file = dir.path().join("master.key");
         let env = [
             ("DATABASE_URL", database_url.as_str()),
-            ("STRONGROOM_MASTER_KEY_FILE", master_key_file.to_str().expect("UTF-8 path")),
+            (
+                "STRONGROOM_MASTER_KEY_FILE",
+                master_key_file.to_str().expect("UTF-8 path"),
+            ),
             ("STRONGROOM_LOG_FORMAT", "text"),
             ("RUST_LOG", "debug"),
             // Plain text, so a leaked value cannot hide between colour codes.
@@ -256,7 +258,6 @@ impl TestApp {
             .build()
             .expect("build the HTTP client");
         Self {
-            store,
             api: Api {
                 http,
                 base_url: format!("http://{address}"),
@@ -344,7 +345,9 @@ impl TestApp {
         let db = self.database().await;
         let result = db.execute_unprepared(sql).await;
         let _ = db.close().await;
-        result.unwrap_or_else(|e| panic!("{sql}: {e}")).rows_affected()
+        result
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .rows_affected()
     }
 
     /// The first column of every row, as text.

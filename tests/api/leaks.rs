@@ -73,7 +73,11 @@ async fn values_and_tokens_do_not_leak(store: Store) {
     // The bootstrap prints the admin tokens on stdout by design; the value appears nowhere.
     assert_absent(app.logs().as_bytes(), &secrets[..1], "the captured output");
     assert_absent(app.server_logs().as_bytes(), &secrets, "the server log");
-    assert_absent(app.bootstrap_logs().as_bytes(), &secrets, "the bootstrap log");
+    assert_absent(
+        app.bootstrap_logs().as_bytes(),
+        &secrets,
+        "the bootstrap log",
+    );
     match store {
         Store::Sqlite => {
             let files = app.sqlite_files();
@@ -123,7 +127,10 @@ async fn assert_move_detected(store: Store, columns: &[&str]) {
     let response = app.admin(SECRET_VALUE, json!({ "name": VICTIM })).await;
     assert_code(&response, "INTEGRITY_ERROR");
     let body = response.to_string();
-    assert!(!body.contains(&victim_value) && !body.contains(&donor_value), "{body}");
+    assert!(
+        !body.contains(&victim_value) && !body.contains(&donor_value),
+        "{body}"
+    );
     // The donor itself is untouched.
     assert_eq!(app.reveal(DONOR).await, donor_value);
 }

@@ -61,7 +61,10 @@ async fn batch_size_is_limited(store: Store) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body:#}");
     assert_code(&body, "BAD_REQUEST");
     assert_eq!(app.secret_count().await, 0);
-    assert_eq!(app.sql_query_one_i64("SELECT COUNT(*) FROM secrets").await, 0);
+    assert_eq!(
+        app.sql_query_one_i64("SELECT COUNT(*) FROM secrets").await,
+        0
+    );
 
     let batch = vec![create_operation("FIRST"), create_operation("SECOND")];
     let (status, body) = app.post_raw(token, Value::Array(batch)).await;
@@ -148,5 +151,8 @@ async fn health_and_playground(store: Store) {
     let (status, page) = app.get_raw("/", None).await;
     assert_eq!(status, StatusCode::OK);
     let page = page.to_lowercase();
-    assert!(page.contains("<html") && page.contains("graphiql"), "{page}");
+    assert!(
+        page.contains("<html") && page.contains("graphiql"),
+        "{page}"
+    );
 }

@@ -2,8 +2,8 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    CREATE_SECRET, DELETE_SECRET, SECRET, SECRET_VALUE, Store, TestApp, UPDATE_SECRET,
-    VIEWER, assert_code, both_stores, data, error_codes,
+    CREATE_SECRET, DELETE_SECRET, SECRET, SECRET_VALUE, Store, TestApp, UPDATE_SECRET, VIEWER,
+    assert_code, both_stores, data, error_codes,
 };
 
 both_stores!(
@@ -22,7 +22,7 @@ const HISTORY: &str = "query($name: String!) { secret(name: $name) {
     versions(first: 100) { nodes { version keyId createdAt createdBy { id } } } } }";
 const AUDIT_TRAIL: &str = "query($name: String!) {
     auditEvents(first: 50, filter: { targetName: $name, outcome: ALLOWED }) {
-        nodes { action outcome targetKind targetName requestId principal { id } } } }";
+        nodes { action outcome targetName requestId principal { id } } } }";
 const PAGE: &str = "query($first: Int, $after: String, $last: Int, $before: String,
         $filter: SecretFilter) {
     secrets(first: $first, after: $after, last: $last, before: $before, filter: $filter) {
@@ -40,7 +40,9 @@ async fn versions(app: &TestApp, name: &str) -> (i64, Vec<i64>) {
     let response = app.admin(HISTORY, json!({ "name": name })).await;
     let secret = &data(&response)["secret"];
     let listed = secret["versions"]["nodes"].as_array().expect("versions");
-    let numbers = listed.iter().map(|v| v["version"].as_i64().expect("version"));
+    let numbers = listed
+        .iter()
+        .map(|v| v["version"].as_i64().expect("version"));
     (
         secret["currentVersion"].as_i64().expect("currentVersion"),
         numbers.collect(),
@@ -60,7 +62,8 @@ async fn lifecycle(store: Store) {
     let viewer = app.admin(VIEWER, json!({})).await;
     let admin_id = data(&viewer)["viewer"]["principal"]["id"].clone();
 
-    let input = json!({ "input": { "name": NAME, "value": "sk_live_1", "description": "payments" } });
+    let input =
+        json!({ "input": { "name": NAME, "value": "sk_live_1", "description": "payments" } });
     let created = app.admin(CREATE_SECRET, input).await;
     let secret = data(&created)["createSecret"]["secret"].clone();
     assert_eq!(secret["name"], NAME);
@@ -68,7 +71,10 @@ async fn lifecycle(store: Store) {
     assert_eq!(secret["currentVersion"], 1);
 
     let listed = app
-        .admin("query { secrets { totalCount nodes { id name } } }", json!({}))
+        .admin(
+            "query { secrets { totalCount nodes { id name } } }",
+            json!({}),
+        )
         .await;
     assert_eq!(data(&listed)["secrets"]["totalCount"], 1);
     assert_eq!(
@@ -79,7 +85,10 @@ async fn lifecycle(store: Store) {
     let updated = app
         .admin(UPDATE_SECRET, name_value(NAME, "sk_live_2"))
         .await;
-    assert_eq!(data(&updated)["updateSecret"]["secret"]["currentVersion"], 2);
+    assert_eq!(
+        data(&updated)["updateSecret"]["secret"]["currentVersion"],
+        2
+    );
 
     assert_eq!(
         data(&app.admin(SECRET_VALUE, json!({ "name": NAME })).await)["secretValue"],
@@ -103,7 +112,10 @@ async fn lifecycle(store: Store) {
     let deleted = app
         .admin(DELETE_SECRET, json!({ "input": { "name": NAME } }))
         .await;
-    assert_eq!(data(&deleted)["deleteSecret"]["deletedSecretId"], secret["id"]);
+    assert_eq!(
+        data(&deleted)["deleteSecret"]["deletedSecretId"],
+        secret["id"]
+    );
     let gone = app.admin(SECRET, json!({ "name": NAME })).await;
     assert!(data(&gone)["secret"].is_null(), "{gone}");
     assert_code(
@@ -132,6 +144,7 @@ async fn lifecycle(store: Store) {
         assert_eq!(event["outcome"], "ALLOWED");
         assert_eq!(event["targetName"], NAME);
         assert_eq!(event["principal"]["id"], admin_id);
+        assert!(event["requestId"].as_str().is_some_and(|id| !id.is_empty()));
     }
 }
 
@@ -215,9 +228,13 @@ async fn stale_expected_version_is_a_conflict(store: Store) {
     const NAME: &str = "CAS_KEY";
     let app = TestApp::spawn(store).await;
     app.create_secret(NAME, "one").await;
-    let update = |value: &str| json!({ "input": { "name": NAME, "value": value, "expectedVersion": 1 } });
+    let update =
+        |value: &str| json!({ "input": { "name": NAME, "value": value, "expectedVersion": 1 } });
 
-    assert_eq!(new_version(&app.admin(UPDATE_SECRET, update("two")).await), 2);
+    assert_eq!(
+        new_version(&app.admin(UPDATE_SECRET, update("two")).await),
+        2
+    );
     let stale = app.admin(UPDATE_SECRET, update("three")).await;
     assert_code(&stale, "VERSION_CONFLICT");
 
@@ -242,7 +259,10 @@ async fn invalid_names_are_rejected(store: Store) {
         assert_code(&response, "BAD_USER_INPUT");
     }
     assert_eq!(app.secret_count().await, 0);
-    assert_eq!(app.sql_query_one_i64("SELECT COUNT(*) FROM secrets").await, 0);
+    assert_eq!(
+        app.sql_query_one_i64("SELECT COUNT(*) FROM secrets").await,
+        0
+    );
 
     let longest = format!("A{}", "b_9".repeat(42)) + "x";
     assert_eq!(longest.len(), 128);
@@ -329,7 +349,11 @@ async fn pagination(store: Store) {
     }
     assert_eq!(
         pages,
-        [vec!["alpha", "Bravo"], vec!["charlie", "Delta"], vec!["echo"]]
+        [
+            vec!["alpha", "Bravo"],
+            vec!["charlie", "Delta"],
+            vec!["echo"]
+        ]
     );
 
     let tail = page(&app, json!({ "last": 2 })).await;
