@@ -26,9 +26,11 @@ use crate::{
     crypto::{self, EncryptionContext, KeyProvider, Sealed, StoredEnvelope, WrappedKey},
 };
 
-/// How many times an update without `expectedVersion` retries when another writer got
-/// there first. Each retry re-seals under a fresh data key (the version is bound in).
-const MAX_UPDATE_ATTEMPTS: usize = 8;
+/// How many times an update without `expectedVersion` tries when other writers keep
+/// getting there first. Every round has a winner, so N racing writers need at most N
+/// attempts; each retry re-seals under a fresh data key (the version is bound in) after a
+/// short random pause that spreads the contenders out.
+const MAX_UPDATE_ATTEMPTS: u32 = 32;
 
 pub struct NewSecret {
     pub name: SecretName,
@@ -178,7 +180,10 @@ pub async fn update(
         ));
     }
     let org_id = actor.org_id();
-    for _ in 0..MAX_UPDATE_ATTEMPTS {
+    for attempt in 0..MAX_UPDATE_ATTEMPTS {
+        if attempt > 0 {
+            backoff(attempt).await;
+        }
         let current = find_existing(db, org_id, &change.name).await?;
         if let Some(expected) = change.expected_version
             && expected != current.current_version
@@ -258,6 +263,14 @@ pub async fn update(
         "update of secret {} lost {MAX_UPDATE_ATTEMPTS} races in a row",
         change.name
     )))
+}
+
+/// Sleeps a random 0..(2 × attempt) ms, at most 50 ms.
+async fn backoff(attempt: u32) {
+    let mut byte = [0u8; 1];
+    let jitter = getrandom::fill(&mut byte).map_or(0, |()| u64::from(byte[0]));
+    let ceiling = u64::from(attempt * 2).clamp(1, 50);
+    tokio::time::sleep(std::time::Duration::from_millis(jitter % ceiling)).await;
 }
 
 /// Destroys versions older than the newest `retention` (crypto-shredding: their wrapped

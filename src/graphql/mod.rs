@@ -23,6 +23,7 @@ pub use errors::{ErrorCodes, error_response};
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(
     identity::IdentityQuery,
     node::NodeQuery,
@@ -31,6 +32,7 @@ pub struct QueryRoot(
 );
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(secrets::SecretMutation, identity::IdentityMutation);
 
 /// Shared services, available to every resolver.

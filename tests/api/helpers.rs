@@ -19,6 +19,7 @@ const STRONGROOM: &str = env!("CARGO_BIN_EXE_strongroom");
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const LOG_LINES_ON_FAILURE: usize = 200;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Store {
@@ -400,6 +401,16 @@ impl Drop for TestApp {
         // Kill before the fields drop: the PostgreSQL database and the directory go next.
         let _ = self.server.kill();
         let _ = self.server.wait();
+        if thread::panicking() {
+            // Shown with the failed test's output: the server's side of the story.
+            let logs = self.server_logs();
+            let lines: Vec<&str> = logs.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_LINES_ON_FAILURE)..];
+            eprintln!(
+                "--- strongroom serve, last log lines ---\n{}",
+                tail.join("\n")
+            );
+        }
     }
 }
 

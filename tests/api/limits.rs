@@ -136,6 +136,7 @@ async fn introspection_fits_the_default_limits(store: Store) {
     let app = TestApp::spawn(store).await;
     let response = app.admin(INTROSPECTION_QUERY, json!({})).await;
     let schema = &data(&response)["__schema"];
+    // The contract's root type names (DESIGN.md §3).
     assert_eq!(schema["queryType"]["name"], "Query");
     assert_eq!(schema["mutationType"]["name"], "Mutation");
     let types = schema["types"].as_array().expect("types");

@@ -385,6 +385,14 @@ async fn name_filter_is_literal(store: Store) {
     // `_` and `%` are characters, not SQL wildcards.
     assert_eq!(matching("b_p").await, ["db_pass"]);
     assert_eq!(matching("_").await, ["api_key", "db_pass"]);
-    assert!(matching("%").await.is_empty());
+    // A fragment no name can contain matches nothing, or is refused: never a wildcard.
+    let percent = app
+        .admin(PAGE, json!({ "filter": { "nameContains": "%" } }))
+        .await;
+    if percent.get("errors").is_some() {
+        assert_code(&percent, "BAD_USER_INPUT");
+    } else {
+        assert_eq!(data(&percent)["secrets"]["totalCount"], 0, "{percent}");
+    }
     assert!(matching("nothing").await.is_empty());
 }
