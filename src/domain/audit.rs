@@ -5,13 +5,10 @@
 use std::borrow::Cow;
 
 use entity::audit_event;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::{Actor, Page, PageRequest, Principal};
+use super::{Actor, Natural, Page, PageRequest, Principal};
 use crate::Result;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,7 +183,6 @@ pub async fn list<C: ConnectionTrait>(
     filter: &Filter,
     page: &PageRequest<Uuid>,
 ) -> Result<Page<audit_event::Model>> {
-    let (backward, limit) = page.direction()?;
     let mut query = audit_event::Entity::find().filter(audit_event::Column::OrgId.eq(org_id));
     if let Some(action) = &filter.action {
         query = query.filter(audit_event::Column::Action.eq(action.as_str()));
@@ -197,18 +193,6 @@ pub async fn list<C: ConnectionTrait>(
     if let Some(name) = &filter.target_name {
         query = query.filter(audit_event::Column::TargetName.eq(name.as_str()));
     }
-    // Newest first: "after" a cursor means older, "before" means newer.
-    if let Some(after) = page.after {
-        query = query.filter(audit_event::Column::Id.lt(after));
-    }
-    if let Some(before) = page.before {
-        query = query.filter(audit_event::Column::Id.gt(before));
-    }
-    let query = if backward {
-        query.order_by_asc(audit_event::Column::Id)
-    } else {
-        query.order_by_desc(audit_event::Column::Id)
-    };
-    let rows = query.limit(limit as u64 + 1).all(conn).await?;
-    Ok(page.finish(rows, backward, limit))
+    page.fetch(conn, query, audit_event::Column::Id, Natural::Descending)
+        .await
 }

@@ -119,6 +119,62 @@ pub struct Page<T> {
 pub const DEFAULT_PAGE_SIZE: usize = 20;
 pub const MAX_PAGE_SIZE: usize = 100;
 
+/// The natural order of a keyset listing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Natural {
+    Ascending,
+    /// Newest first: "after" a cursor means a smaller key.
+    Descending,
+}
+
+impl<K> PageRequest<K>
+where
+    K: Clone + Into<sea_orm::Value>,
+{
+    /// Fetches one page of `query` ordered by `column` (unique), in display order.
+    pub(crate) async fn fetch<E, C>(
+        &self,
+        conn: &C,
+        query: sea_orm::Select<E>,
+        column: E::Column,
+        natural: Natural,
+    ) -> crate::Result<Page<E::Model>>
+    where
+        E: sea_orm::EntityTrait,
+        C: sea_orm::ConnectionTrait,
+    {
+        use sea_orm::{ColumnTrait, Order, QueryFilter, QueryOrder, QuerySelect};
+        let (backward, limit) = self.direction()?;
+        let ascending = natural == Natural::Ascending;
+        let mut query = query;
+        if let Some(after) = self.after.clone() {
+            query = query.filter(if ascending {
+                column.gt(after)
+            } else {
+                column.lt(after)
+            });
+        }
+        if let Some(before) = self.before.clone() {
+            query = query.filter(if ascending {
+                column.lt(before)
+            } else {
+                column.gt(before)
+            });
+        }
+        let order = if ascending != backward {
+            Order::Asc
+        } else {
+            Order::Desc
+        };
+        let rows = query
+            .order_by(column, order)
+            .limit(limit as u64 + 1)
+            .all(conn)
+            .await?;
+        Ok(self.finish(rows, backward, limit))
+    }
+}
+
 impl<K> PageRequest<K> {
     /// Forward pages unless only `last` is given. Returns (backward, limit).
     pub(crate) fn direction(&self) -> crate::Result<(bool, usize)> {
@@ -140,7 +196,7 @@ impl<K> PageRequest<K> {
     }
 
     /// Turns `limit + 1` fetched rows (in query order) into a page in display order.
-    pub(crate) fn finish<T>(&self, mut rows: Vec<T>, backward: bool, limit: usize) -> Page<T> {
+    fn finish<T>(&self, mut rows: Vec<T>, backward: bool, limit: usize) -> Page<T> {
         let more = rows.len() > limit;
         rows.truncate(limit);
         if backward {

@@ -11,13 +11,13 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    TransactionTrait,
     sea_query::{Expr, LikeExpr},
 };
 use uuid::Uuid;
 
 use super::{
-    Actor, Description, Page, PageRequest, SecretName, SecretValue,
+    Actor, Description, Natural, Page, PageRequest, SecretName, SecretValue,
     audit::{self, Event, Outcome, Target},
     now,
 };
@@ -412,21 +412,9 @@ pub async fn list<C: ConnectionTrait>(
     filter: &ListFilter,
     page: &PageRequest<String>,
 ) -> Result<Page<secret::Model>> {
-    let (backward, limit) = page.direction()?;
-    let mut query = filtered(org_id, filter)?;
-    if let Some(after) = &page.after {
-        query = query.filter(secret::Column::NameKey.gt(after.as_str()));
-    }
-    if let Some(before) = &page.before {
-        query = query.filter(secret::Column::NameKey.lt(before.as_str()));
-    }
-    let query = if backward {
-        query.order_by_desc(secret::Column::NameKey)
-    } else {
-        query.order_by_asc(secret::Column::NameKey)
-    };
-    let rows = query.limit(limit as u64 + 1).all(conn).await?;
-    Ok(page.finish(rows, backward, limit))
+    let query = filtered(org_id, filter)?;
+    page.fetch(conn, query, secret::Column::NameKey, Natural::Ascending)
+        .await
 }
 
 pub async fn count<C: ConnectionTrait>(conn: &C, org_id: Uuid, filter: &ListFilter) -> Result<u64> {
@@ -439,20 +427,13 @@ pub async fn versions<C: ConnectionTrait>(
     secret_id: Uuid,
     page: &PageRequest<i32>,
 ) -> Result<Page<secret_version::Model>> {
-    let (backward, limit) = page.direction()?;
-    let mut query =
+    let query =
         secret_version::Entity::find().filter(secret_version::Column::SecretId.eq(secret_id));
-    if let Some(after) = page.after {
-        query = query.filter(secret_version::Column::Version.lt(after));
-    }
-    if let Some(before) = page.before {
-        query = query.filter(secret_version::Column::Version.gt(before));
-    }
-    let query = if backward {
-        query.order_by_asc(secret_version::Column::Version)
-    } else {
-        query.order_by_desc(secret_version::Column::Version)
-    };
-    let rows = query.limit(limit as u64 + 1).all(conn).await?;
-    Ok(page.finish(rows, backward, limit))
+    page.fetch(
+        conn,
+        query,
+        secret_version::Column::Version,
+        Natural::Descending,
+    )
+    .await
 }
