@@ -7,48 +7,187 @@ use secrecy::ExposeSecret;
 
 use crate::{
     Error, Result,
-    config::{GlobalArgs, KeyArgs, KmsKind, ServeArgs},
-    crypto::{KeyProvider, LocalKeyProvider, MasterKey},
+    config::{GlobalArgs, KeyArgs, KmsKind, RotateKeysArgs, ServeArgs},
+    crypto::{
+        AwsKmsProvider, CachingKeyProvider, KeyProvider, KeyRouter, LOCAL_KEY_ID_PREFIX,
+        LocalKeyProvider, MasterKey,
+    },
     db,
-    domain::identity,
+    domain::{identity, rotation},
     graphql::{self, AppData},
     http::{self, AppState},
+    metrics::Metrics,
 };
 
 pub async fn open_database(global: &GlobalArgs) -> Result<DatabaseConnection> {
     db::connect(&global.database_url, global.db_max_connections).await
 }
 
-/// Builds the configured key provider. The local master key file is only created for a
-/// database that holds no encrypted value yet: creating a new key next to existing data
-/// would make it unreadable.
-pub async fn key_provider(keys: &KeyArgs, db: &DatabaseConnection) -> Result<Arc<dyn KeyProvider>> {
-    match keys.kms {
-        KmsKind::Local => {
-            let keyring = if let Some(text) = &keys.master_key {
-                vec![MasterKey::from_base64(text.0.as_str())?]
-            } else if keys.master_key_file.exists() {
-                MasterKey::read_keyring(&keys.master_key_file)?
-            } else {
-                let stored = secret_version::Entity::find().count(db).await?;
-                if stored > 0 {
-                    return Err(Error::Internal(format!(
-                        "the master key file {} does not exist, but {stored} encrypted values are \
-                         stored; restore the file or set STRONGROOM_MASTER_KEY",
-                        keys.master_key_file.display()
-                    )));
-                }
-                let key = MasterKey::create_keyring(&keys.master_key_file)?;
-                tracing::info!(
-                    path = %keys.master_key_file.display(),
-                    key_id = key.id(),
-                    "created a new local master key; back it up, values cannot be read without it"
-                );
-                vec![key]
-            };
-            Ok(Arc::new(LocalKeyProvider::new(keyring)))
-        }
+/// The key providers the configuration asks for.
+pub struct Providers {
+    pub kms: KmsKind,
+    pub local: Option<Arc<LocalKeyProvider>>,
+    pub aws: Option<AwsKmsProvider>,
+}
+
+impl Providers {
+    /// Loads the local keyring when it is the active provider or exists (to unwrap keys
+    /// it wrapped before a migration), and connects to AWS KMS when configured.
+    pub async fn load(keys: &KeyArgs, db: &DatabaseConnection, metrics: &Metrics) -> Result<Self> {
+        let local = local_keyring(keys, db).await?.map(|keyring| {
+            Arc::new(LocalKeyProvider::new(
+                keyring,
+                metrics.provider_calls("local"),
+            ))
+        });
+        let aws = match (&keys.kms_key_id, keys.kms) {
+            (Some(key_id), _) => Some(
+                AwsKmsProvider::connect(
+                    key_id.clone(),
+                    keys.aws_settings(),
+                    metrics.provider_calls("aws"),
+                )
+                .await,
+            ),
+            (None, KmsKind::Aws) => {
+                return Err(Error::bad_input(
+                    "STRONGROOM_KMS=aws needs STRONGROOM_KMS_KEY_ID (a key id, alias or ARN)",
+                ));
+            }
+            (None, KmsKind::Local) => None,
+        };
+        Ok(Self {
+            kms: keys.kms,
+            local,
+            aws,
+        })
     }
+
+    /// All providers: the configured one makes new data keys, any of them unwraps.
+    pub fn router(&self) -> Result<KeyRouter> {
+        let local = self.local.clone().map(|p| p as Arc<dyn KeyProvider>);
+        let aws = self
+            .aws
+            .clone()
+            .map(|p| Arc::new(p) as Arc<dyn KeyProvider>);
+        let (active, other) = match self.kms {
+            KmsKind::Local => (local, aws),
+            KmsKind::Aws => (aws, local),
+        };
+        let active = active
+            .ok_or_else(|| Error::Internal("the configured key provider is missing".into()))?;
+        Ok(KeyRouter::new(active, other.into_iter().collect()))
+    }
+}
+
+/// The local keyring, when configured. The master key file is only created for a database
+/// that holds no encrypted value yet: a new key next to existing data would make it
+/// unreadable.
+async fn local_keyring(keys: &KeyArgs, db: &DatabaseConnection) -> Result<Option<Vec<MasterKey>>> {
+    if let Some(text) = &keys.master_key {
+        return Ok(Some(vec![MasterKey::from_base64(text.0.as_str())?]));
+    }
+    if keys.master_key_file.exists() {
+        return MasterKey::read_keyring(&keys.master_key_file).map(Some);
+    }
+    if keys.kms != KmsKind::Local {
+        return Ok(None);
+    }
+    let stored = secret_version::Entity::find().count(db).await?;
+    if stored > 0 {
+        return Err(Error::Internal(format!(
+            "the master key file {} does not exist, but {stored} encrypted values are \
+             stored; restore the file or set STRONGROOM_MASTER_KEY",
+            keys.master_key_file.display()
+        )));
+    }
+    let key = MasterKey::create_keyring(&keys.master_key_file)?;
+    tracing::info!(
+        path = %keys.master_key_file.display(),
+        key_id = key.id(),
+        "created a new local master key; back it up, values cannot be read without it"
+    );
+    Ok(Some(vec![key]))
+}
+
+/// The serving key provider: the providers behind the data key cache.
+pub async fn key_provider(
+    keys: &KeyArgs,
+    db: &DatabaseConnection,
+    metrics: &Metrics,
+) -> Result<Arc<dyn KeyProvider>> {
+    let router = Providers::load(keys, db, metrics).await?.router()?;
+    if let Err(e) = router.health().await {
+        // Start anyway: reads of cached keys and metadata work, and /readyz tells.
+        tracing::warn!(error = %e, "the key provider is not reachable at start");
+    }
+    Ok(Arc::new(CachingKeyProvider::new(
+        Arc::new(router),
+        keys.cache_limits(),
+    )))
+}
+
+/// `strongroom rotate-keys --to KEY_ID`.
+pub async fn rotate_keys(global: &GlobalArgs, args: &RotateKeysArgs) -> Result<()> {
+    let db = open_database(global).await?;
+    let metrics = Metrics::default();
+    let providers = Providers::load(&global.keys, &db, &metrics).await?;
+    let (target, target_key_id): (Arc<dyn KeyProvider>, String) =
+        if args.to.starts_with(LOCAL_KEY_ID_PREFIX) {
+            let keyring = providers.local.as_ref().ok_or_else(|| {
+                Error::bad_input("rotating to a local key needs the master key file")
+            })?;
+            let target = keyring.with_active(&args.to).ok_or_else(|| {
+                Error::bad_input(format!("{} is not a key of the master key file", args.to))
+            })?;
+            (Arc::new(target), args.to.clone())
+        } else {
+            let aws = providers.aws.as_ref().ok_or_else(|| {
+                Error::bad_input(
+                    "rotating to an AWS KMS key needs STRONGROOM_KMS_KEY_ID (and AWS credentials)",
+                )
+            })?;
+            let target = aws.with_key(args.to.clone());
+            let arn = target.key_arn().await?;
+            (Arc::new(target), arn)
+        };
+    // Unwrap with every configured provider, whichever wrapped the key.
+    let source = KeyRouter::new(
+        target.clone(),
+        providers
+            .local
+            .clone()
+            .map(|p| p as Arc<dyn KeyProvider>)
+            .into_iter()
+            .chain(
+                providers
+                    .aws
+                    .clone()
+                    .map(|p| Arc::new(p) as Arc<dyn KeyProvider>),
+            )
+            .collect(),
+    );
+    tracing::info!(target = %target_key_id, "rotating data keys");
+    let report = rotation::rotate(
+        &db,
+        &source,
+        target.as_ref(),
+        &target_key_id,
+        args.batch_size,
+        |done, total| tracing::info!("re-wrapped {done} of {total} data keys"),
+    )
+    .await?;
+    println!(
+        "rotated {} data keys to {target_key_id}; {} were already wrapped by it; {} failed",
+        report.rotated, report.already, report.failed
+    );
+    if report.failed > 0 {
+        return Err(Error::Internal(format!(
+            "{} data keys could not be unwrapped; see the warnings above",
+            report.failed
+        )));
+    }
+    Ok(())
 }
 
 fn is_sqlite(url: &str) -> bool {
@@ -70,7 +209,8 @@ pub async fn bootstrap(global: &GlobalArgs, org: &str, admin: &str) -> Result<()
 /// `strongroom serve`.
 pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     let db = open_database(global).await?;
-    let keys = key_provider(&global.keys, &db).await?;
+    let metrics = Arc::new(Metrics::default());
+    let keys = key_provider(&global.keys, &db, &metrics).await?;
     if is_sqlite(&global.database_url) && identity::is_fresh(&db).await? {
         let (_, admin, issued) = identity::bootstrap(&db, "default", "admin").await?;
         println!(
@@ -89,6 +229,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         schema: graphql::build_schema(data.clone(), &args.limits),
         data,
         limits: args.limits.clone(),
+        metrics,
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -1,12 +1,15 @@
 //! Command line and environment configuration. Every option is a flag with a
 //! `STRONGROOM_*` environment variable (the database URL uses the conventional
 //! `DATABASE_URL`), a default and a line of help; the README lists them all.
-use std::{fmt, net::SocketAddr, path::PathBuf};
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use zeroize::Zeroizing;
 
-use crate::telemetry::LogFormat;
+use crate::{
+    crypto::{AwsSettings, CacheLimits},
+    telemetry::LogFormat,
+};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://strongroom.db?mode=rwc";
 
@@ -49,6 +52,8 @@ pub enum Command {
     Schema,
     /// Create an organization (if new) and an admin; print a new admin token on the last line.
     Bootstrap(BootstrapArgs),
+    /// Re-wrap every stored data key under another key; values are not re-encrypted.
+    RotateKeys(RotateKeysArgs),
 }
 
 #[derive(Clone, Debug, Args)]
@@ -82,6 +87,8 @@ pub enum KmsKind {
     /// A master key on this machine wraps the data keys.
     #[default]
     Local,
+    /// AWS KMS wraps the data keys (key from STRONGROOM_KMS_KEY_ID).
+    Aws,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -111,6 +118,86 @@ pub struct KeyArgs {
         hide_env_values = true
     )]
     pub master_key: Option<MasterKeyText>,
+    /// AWS provider: KMS key for new data keys (key id, alias such as `alias/strongroom`, or
+    /// ARN). Region, credentials and endpoint (`AWS_ENDPOINT_URL_KMS`) come from the AWS
+    /// SDK's standard environment and files.
+    #[arg(long, env = "STRONGROOM_KMS_KEY_ID", global = true)]
+    pub kms_key_id: Option<String>,
+    /// AWS provider: TCP connect timeout, milliseconds.
+    #[arg(
+        long,
+        env = "STRONGROOM_KMS_CONNECT_TIMEOUT_MS",
+        default_value_t = 2_000,
+        global = true
+    )]
+    pub kms_connect_timeout_ms: u64,
+    /// AWS provider: timeout of one attempt, milliseconds.
+    #[arg(
+        long,
+        env = "STRONGROOM_KMS_ATTEMPT_TIMEOUT_MS",
+        default_value_t = 2_000,
+        global = true
+    )]
+    pub kms_attempt_timeout_ms: u64,
+    /// AWS provider: timeout of a whole call including retries, milliseconds.
+    #[arg(
+        long,
+        env = "STRONGROOM_KMS_OPERATION_TIMEOUT_MS",
+        default_value_t = 8_000,
+        global = true
+    )]
+    pub kms_operation_timeout_ms: u64,
+    /// AWS provider: attempts per call (the first one included).
+    #[arg(
+        long,
+        env = "STRONGROOM_KMS_MAX_ATTEMPTS",
+        default_value_t = 3,
+        global = true
+    )]
+    pub kms_max_attempts: u32,
+    /// Data key cache: seconds an unwrapped data key may be reused (0 turns the cache off).
+    #[arg(
+        long,
+        env = "STRONGROOM_KEY_CACHE_MAX_AGE_SECS",
+        default_value_t = 300,
+        global = true
+    )]
+    pub key_cache_max_age_secs: u64,
+    /// Data key cache: reads one cached data key may serve (0 turns the cache off).
+    #[arg(
+        long,
+        env = "STRONGROOM_KEY_CACHE_MAX_USES",
+        default_value_t = 1_000,
+        global = true
+    )]
+    pub key_cache_max_uses: u32,
+    /// Data key cache: data keys held at most (0 turns the cache off).
+    #[arg(
+        long,
+        env = "STRONGROOM_KEY_CACHE_MAX_ENTRIES",
+        default_value_t = 1_000,
+        global = true
+    )]
+    pub key_cache_max_entries: usize,
+}
+
+impl KeyArgs {
+    pub fn aws_settings(&self) -> AwsSettings {
+        AwsSettings {
+            connect_timeout: Duration::from_millis(self.kms_connect_timeout_ms),
+            attempt_timeout: Duration::from_millis(self.kms_attempt_timeout_ms),
+            operation_timeout: Duration::from_millis(self.kms_operation_timeout_ms),
+            max_attempts: self.kms_max_attempts,
+        }
+    }
+
+    pub fn cache_limits(&self) -> CacheLimits {
+        CacheLimits {
+            max_age: Duration::from_secs(self.key_cache_max_age_secs),
+            max_uses: self.key_cache_max_uses,
+            max_entries: self.key_cache_max_entries,
+        }
+    }
 }
 
 /// The master key as given on the command line or in the environment. Zeroized on drop,
@@ -174,6 +261,17 @@ impl Default for Limits {
         }
         Defaults::parse_from(["strongroom"]).limits
     }
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct RotateKeysArgs {
+    /// Target key: an AWS KMS key id, alias or ARN, or a local key id (`local:<hex>`, the
+    /// id of a key in the master key file).
+    #[arg(long)]
+    pub to: String,
+    /// Data keys re-wrapped per database round trip.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
 }
 
 #[derive(Clone, Debug, Args)]

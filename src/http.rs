@@ -24,6 +24,7 @@ use crate::{
     config::Limits,
     domain::identity,
     graphql::{AppData, AppSchema, Auth, RequestCtx, error_response, request_loaders},
+    metrics::Metrics,
 };
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -32,6 +33,7 @@ pub struct AppState {
     pub schema: AppSchema,
     pub data: AppData,
     pub limits: Limits,
+    pub metrics: Arc<Metrics>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -41,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -117,6 +120,20 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         "keyProviderKind": state.data.keys.kind(),
     });
     (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match state.metrics.render() {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 fn refusal(status: StatusCode, code: &str, message: &str) -> Response {

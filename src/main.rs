@@ -24,6 +24,7 @@ async fn main() -> ExitCode {
             Ok(())
         }
         Command::Bootstrap(args) => app::bootstrap(&cli.global, &args.org, &args.name).await,
+        Command::RotateKeys(args) => app::rotate_keys(&cli.global, &args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

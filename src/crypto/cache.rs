@@ -124,8 +124,14 @@ impl KeyProvider for CachingKeyProvider {
         &self,
         context: &EncryptionContext,
     ) -> Result<GeneratedKey, KeyError> {
-        // Never reuse a data key for encryption: every version gets a fresh one.
-        self.inner.generate_data_key(context).await
+        // Never reuse a data key for encryption: every version gets a fresh one. Prime the
+        // cache with it, so the first read of a new version costs no unwrap.
+        let generated = self.inner.generate_data_key(context).await?;
+        if self.limits.enabled() {
+            let key = CacheKey::new(&generated.wrapped, context);
+            self.put(key, generated.plaintext.clone(), 0);
+        }
+        Ok(generated)
     }
 
     async fn wrap_data_key(

@@ -120,7 +120,10 @@ mod tests {
     }
 
     fn provider() -> LocalKeyProvider {
-        LocalKeyProvider::new(vec![MasterKey::generate().expect("rng")])
+        LocalKeyProvider::new(
+            vec![MasterKey::generate().expect("rng")],
+            crate::metrics::ProviderCalls::detached("local"),
+        )
     }
 
     #[tokio::test]

@@ -1,6 +1,6 @@
 //! The embedded key provider: a local 256-bit master key wraps data keys with
 //! AES-256-GCM, the encryption context as associated data. Good for one machine and dev.
-use std::{collections::HashMap, fmt, io::Write, path::Path};
+use std::{collections::HashMap, fmt, io::Write, path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use base64::{Engine, engine::general_purpose::STANDARD};
@@ -12,7 +12,10 @@ use super::{
     envelope::{aead_open, aead_seal},
     random_bytes,
 };
-use crate::{Error, Result};
+use crate::{Error, Result, metrics::ProviderCalls};
+
+/// Local key ids look like `local:` + 16 hex digits.
+pub const KEY_ID_PREFIX: &str = "local:";
 
 /// A local master key and its id (`local:` + a fingerprint of the key).
 pub struct MasterKey {
@@ -54,7 +57,7 @@ impl MasterKey {
             .finalize();
         let fingerprint: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         Self {
-            id: format!("local:{fingerprint}"),
+            id: format!("{KEY_ID_PREFIX}{fingerprint}"),
             key: DataKey::new(bytes),
         }
     }
@@ -143,19 +146,58 @@ fn warn_if_readable_by_others(path: &Path) {
     }
 }
 
-/// Wraps data keys under the first master key of its keyring; unwraps under any of them.
+/// Wraps data keys under the first master key of its keyring; unwraps under any of them,
+/// so old keys keep working until every data key has been rotated off them.
 #[derive(Debug)]
 pub struct LocalKeyProvider {
     active: String,
-    keys: HashMap<String, MasterKey>,
+    keys: HashMap<String, Arc<MasterKey>>,
+    calls: ProviderCalls,
 }
 
 impl LocalKeyProvider {
     /// `keys` must not be empty; the first one is active.
-    pub fn new(keys: Vec<MasterKey>) -> Self {
+    pub fn new(keys: Vec<MasterKey>, calls: ProviderCalls) -> Self {
         let active = keys.first().map(|k| k.id.clone()).unwrap_or_default();
-        let keys = keys.into_iter().map(|k| (k.id.clone(), k)).collect();
-        Self { active, keys }
+        let keys = keys
+            .into_iter()
+            .map(|k| (k.id.clone(), Arc::new(k)))
+            .collect();
+        Self {
+            active,
+            keys,
+            calls,
+        }
+    }
+
+    /// The same keyring with `key_id` active (the target of a rotation), if it holds it.
+    pub fn with_active(&self, key_id: &str) -> Option<Self> {
+        self.keys.contains_key(key_id).then(|| Self {
+            active: key_id.to_owned(),
+            keys: self.keys.clone(),
+            calls: self.calls.clone(),
+        })
+    }
+
+    fn wrap(&self, key: &DataKey, context: &EncryptionContext) -> Result<WrappedKey, KeyError> {
+        let master = self
+            .keys
+            .get(&self.active)
+            .ok_or_else(|| KeyError::Provider("the keyring is empty".into()))?;
+        let nonce = random_bytes::<12>().map_err(|e| KeyError::Provider(format!("rng: {e}")))?;
+        let sealed = aead_seal(
+            &master.key,
+            &nonce[..],
+            &Self::wrapping_aad(context),
+            key.expose(),
+        )
+        .map_err(|e| KeyError::Provider(e.to_string()))?;
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&sealed);
+        Ok(WrappedKey {
+            key_id: self.active.clone(),
+            blob,
+        })
     }
 
     fn wrapping_aad(context: &EncryptionContext) -> Vec<u8> {
@@ -175,34 +217,29 @@ impl KeyProvider for LocalKeyProvider {
         &self.active
     }
 
+    fn owns_key(&self, key_id: &str) -> bool {
+        key_id.starts_with(KEY_ID_PREFIX)
+    }
+
     async fn generate_data_key(
         &self,
         context: &EncryptionContext,
     ) -> Result<GeneratedKey, KeyError> {
-        let master = self
-            .keys
-            .get(&self.active)
-            .ok_or_else(|| KeyError::Provider("the keyring is empty".into()))?;
+        self.calls.count("GenerateDataKey");
         let plaintext = DataKey::new(
             random_bytes::<32>().map_err(|e| KeyError::Provider(format!("rng: {e}")))?,
         );
-        let nonce = random_bytes::<12>().map_err(|e| KeyError::Provider(format!("rng: {e}")))?;
-        let sealed = aead_seal(
-            &master.key,
-            &nonce[..],
-            &Self::wrapping_aad(context),
-            plaintext.expose(),
-        )
-        .map_err(|e| KeyError::Provider(e.to_string()))?;
-        let mut blob = nonce.to_vec();
-        blob.extend_from_slice(&sealed);
-        Ok(GeneratedKey {
-            plaintext,
-            wrapped: WrappedKey {
-                key_id: self.active.clone(),
-                blob,
-            },
-        })
+        let wrapped = self.wrap(&plaintext, context)?;
+        Ok(GeneratedKey { plaintext, wrapped })
+    }
+
+    async fn wrap_data_key(
+        &self,
+        key: &DataKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedKey, KeyError> {
+        self.calls.count("Encrypt");
+        self.wrap(key, context)
     }
 
     async fn decrypt_data_key(
@@ -210,6 +247,7 @@ impl KeyProvider for LocalKeyProvider {
         wrapped: &WrappedKey,
         context: &EncryptionContext,
     ) -> Result<DataKey, KeyError> {
+        self.calls.count("Decrypt");
         let master = self.keys.get(&wrapped.key_id).ok_or_else(|| {
             KeyError::Integrity(format!(
                 "data key was wrapped by {}, which is not in the local keyring",

@@ -5,16 +5,22 @@
 //! associated data and the provider's encryption context name the organization, the
 //! secret and the version ([`EncryptionContext`]), so a ciphertext or wrapped key copied
 //! onto another row fails to open. Only the *wrapped* data key is stored.
+mod aws;
+mod cache;
 mod envelope;
 mod local;
+mod router;
 
 use async_trait::async_trait;
 use std::fmt;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+pub use aws::{AwsKmsProvider, AwsSettings};
+pub use cache::{CacheLimits, CachingKeyProvider};
 pub use envelope::{SCHEME, Sealed, StoredEnvelope, open, seal};
-pub use local::{LocalKeyProvider, MasterKey};
+pub use local::{KEY_ID_PREFIX as LOCAL_KEY_ID_PREFIX, LocalKeyProvider, MasterKey};
+pub use router::KeyRouter;
 
 /// What a data key (and the value sealed under it) is bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,11 +117,21 @@ pub trait KeyProvider: Send + Sync + 'static {
     /// The key id new data keys are wrapped under.
     fn active_key_id(&self) -> &str;
 
+    /// Whether data keys wrapped by `key_id` are this provider's to unwrap.
+    fn owns_key(&self, key_id: &str) -> bool;
+
     /// A fresh data key, wrapped under the active key and bound to `context`.
     async fn generate_data_key(
         &self,
         context: &EncryptionContext,
     ) -> Result<GeneratedKey, KeyError>;
+
+    /// Wraps an existing data key under the active key (key rotation), bound to `context`.
+    async fn wrap_data_key(
+        &self,
+        key: &DataKey,
+        context: &EncryptionContext,
+    ) -> Result<WrappedKey, KeyError>;
 
     /// Unwraps a stored data key; fails with [`KeyError::Integrity`] if it was not wrapped
     /// for `context` by `wrapped.key_id`.

@@ -2,6 +2,7 @@
 //! types here; callers pass an [`Actor`] (who is asking, from which request).
 pub mod audit;
 pub mod identity;
+pub mod rotation;
 pub mod secrets;
 mod values;
 

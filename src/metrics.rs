@@ -1,0 +1,77 @@
+//! Prometheus metrics, served at `GET /metrics` (OpenMetrics text). Counts only: no
+//! names, ids or values.
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family},
+    registry::Registry,
+};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderCall {
+    provider: &'static str,
+    operation: &'static str,
+}
+
+/// The server's metrics registry.
+pub struct Metrics {
+    registry: Registry,
+    key_provider_calls: Family<ProviderCall, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let key_provider_calls = Family::<ProviderCall, Counter>::default();
+        registry.register(
+            "strongroom_key_provider_calls",
+            "Calls made to a key provider (a data key cache hit makes none)",
+            key_provider_calls.clone(),
+        );
+        Self {
+            registry,
+            key_provider_calls,
+        }
+    }
+}
+
+impl Metrics {
+    /// A counter handle for one key provider.
+    pub fn provider_calls(&self, provider: &'static str) -> ProviderCalls {
+        ProviderCalls {
+            provider,
+            family: self.key_provider_calls.clone(),
+        }
+    }
+
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut text = String::new();
+        encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}
+
+/// Counts one provider's calls by operation.
+#[derive(Clone, Debug)]
+pub struct ProviderCalls {
+    provider: &'static str,
+    family: Family<ProviderCall, Counter>,
+}
+
+impl ProviderCalls {
+    /// For providers built outside a server (commands, tests).
+    pub fn detached(provider: &'static str) -> Self {
+        Self {
+            provider,
+            family: Family::default(),
+        }
+    }
+
+    pub fn count(&self, operation: &'static str) {
+        self.family
+            .get_or_create(&ProviderCall {
+                provider: self.provider,
+                operation,
+            })
+            .inc();
+    }
+}
