@@ -239,6 +239,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         .map_err(|e| Error::Internal(format!("no local address: {e}")))?;
     tracing::info!(
         key_provider = state.data.keys.kind(),
+        key_id = state.data.keys.active_key_id(),
         "listening on http://{address}"
     );
     axum::serve(listener, http::router(state))
