@@ -208,8 +208,9 @@ pub async fn bootstrap(global: &GlobalArgs, org: &str, admin: &str) -> Result<()
 
 /// `strongroom serve`.
 pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
-    let db = open_database(global).await?;
+    let mut db = open_database(global).await?;
     let metrics = Arc::new(Metrics::default());
+    metrics.count_statements(&mut db);
     let keys = key_provider(&global.keys, &db, &metrics).await?;
     if is_sqlite(&global.database_url) && identity::is_fresh(&db).await? {
         let (_, admin, issued) = identity::bootstrap(&db, "default", "admin").await?;

@@ -16,6 +16,12 @@ pub enum Error {
     BadInput(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// Deploying (or serving) a resource whose referenced secrets do not exist.
+    #[error("these referenced secrets do not exist: {}", .0.join(", "))]
+    MissingSecrets(Vec<String>),
+    /// Deleting a secret that deployed resources depend on, without `force`.
+    #[error("{} deployed resources depend on this secret; delete with `force: true` to break them, or `dryRun: true` to list them", .0.len())]
+    HasDependents(Vec<crate::domain::resources::Dependent>),
     #[error("version conflict: expected version {expected}, but the current version is {current}")]
     VersionConflict { expected: i32, current: i32 },
     /// The key provider could not be reached or did not answer in time.
@@ -48,6 +54,8 @@ impl Error {
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadInput(_) => "BAD_USER_INPUT",
             Self::AlreadyExists(_) => "ALREADY_EXISTS",
+            Self::MissingSecrets(_) => "MISSING_SECRETS",
+            Self::HasDependents(_) => "HAS_DEPENDENTS",
             Self::VersionConflict { .. } => "VERSION_CONFLICT",
             Self::KmsUnavailable(_) => "KMS_UNAVAILABLE",
             Self::Integrity(_) => "INTEGRITY_ERROR",

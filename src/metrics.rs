@@ -16,6 +16,7 @@ struct ProviderCall {
 pub struct Metrics {
     registry: Registry,
     key_provider_calls: Family<ProviderCall, Counter>,
+    db_statements: Counter,
 }
 
 impl Default for Metrics {
@@ -27,9 +28,16 @@ impl Default for Metrics {
             "Calls made to a key provider (a data key cache hit makes none)",
             key_provider_calls.clone(),
         );
+        let db_statements = Counter::default();
+        registry.register(
+            "strongroom_db_statements",
+            "SQL statements run against the database",
+            db_statements.clone(),
+        );
         Self {
             registry,
             key_provider_calls,
+            db_statements,
         }
     }
 }
@@ -41,6 +49,14 @@ impl Metrics {
             provider,
             family: self.key_provider_calls.clone(),
         }
+    }
+
+    /// Counts every statement `db` runs from now on.
+    pub fn count_statements(&self, db: &mut sea_orm::DatabaseConnection) {
+        let counter = self.db_statements.clone();
+        db.set_metric_callback(move |_| {
+            counter.inc();
+        });
     }
 
     pub fn render(&self) -> Result<String, std::fmt::Error> {

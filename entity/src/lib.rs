@@ -4,7 +4,11 @@
 
 pub mod api_token;
 pub mod audit_event;
+pub mod deployment;
+pub mod deployment_pin;
 pub mod organization;
 pub mod principal;
+pub mod resource;
+pub mod resource_reference;
 pub mod secret;
 pub mod secret_version;

@@ -64,6 +64,14 @@ impl Target {
         }
     }
 
+    pub fn resource(id: Uuid, name: &str) -> Self {
+        Self {
+            kind: "RESOURCE",
+            id: Some(id),
+            name: Some(name.to_owned()),
+        }
+    }
+
     pub fn token(id: Uuid) -> Self {
         Self {
             kind: "API_TOKEN",

@@ -2,13 +2,16 @@
 //! types here; callers pass an [`Actor`] (who is asking, from which request).
 pub mod audit;
 pub mod identity;
+pub mod resources;
 pub mod rotation;
 pub mod secrets;
 mod values;
 
 use uuid::Uuid;
 
-pub use values::{Description, PrincipalName, SecretName, SecretValue};
+pub use values::{
+    Description, PrincipalName, ReferenceField, ResourceName, SecretName, SecretValue,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {

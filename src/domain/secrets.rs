@@ -20,6 +20,7 @@ use super::{
     Actor, Description, Natural, Page, PageRequest, SecretName, SecretValue,
     audit::{self, Event, Outcome, Target},
     now,
+    resources::{self, Dependent, DependentState},
 };
 use crate::{
     Error, Result,
@@ -166,6 +167,14 @@ pub async fn create(
     Ok(secret)
 }
 
+/// What an update did.
+#[derive(Debug)]
+pub struct Updated {
+    pub secret: secret::Model,
+    /// Deployed dependents now pinned to an older version: they need a redeploy.
+    pub stale_dependents: Vec<Dependent>,
+}
+
 /// Updates a secret's value (making a new version) and/or its description.
 pub async fn update(
     db: &DatabaseConnection,
@@ -173,7 +182,7 @@ pub async fn update(
     actor: &Actor,
     change: SecretUpdate,
     retention: u32,
-) -> Result<secret::Model> {
+) -> Result<Updated> {
     if change.value.is_none() && change.description.is_none() {
         return Err(Error::bad_input(
             "nothing to update: give a new `value`, a `description`, or both",
@@ -251,12 +260,20 @@ pub async fn update(
             Some(d) => d.map(Description::into_inner),
             None => current.description,
         };
-        return Ok(secret::Model {
-            current_version: next,
-            updated_at: at,
-            updated_by: Some(actor.principal.id),
-            description,
-            ..current
+        let stale_dependents = resources::dependents(db, org_id, &change.name)
+            .await?
+            .into_iter()
+            .filter(|d| d.state == DependentState::Stale)
+            .collect();
+        return Ok(Updated {
+            secret: secret::Model {
+                current_version: next,
+                updated_at: at,
+                updated_by: Some(actor.principal.id),
+                description,
+                ..current
+            },
+            stale_dependents,
         });
     }
     Err(Error::Internal(format!(
@@ -273,8 +290,8 @@ async fn backoff(attempt: u32) {
     tokio::time::sleep(std::time::Duration::from_millis(jitter % ceiling)).await;
 }
 
-/// Destroys versions older than the newest `retention` (crypto-shredding: their wrapped
-/// data keys go with them).
+/// Destroys versions older than the newest `retention`, except those an active
+/// deployment is pinned to (crypto-shredding: their wrapped data keys go with them).
 async fn prune_versions<C: ConnectionTrait>(
     conn: &C,
     secret_id: Uuid,
@@ -282,21 +299,56 @@ async fn prune_versions<C: ConnectionTrait>(
     retention: u32,
 ) -> Result<u64> {
     let keep_from = newest.saturating_sub(i32::try_from(retention).unwrap_or(i32::MAX)) + 1;
+    let pinned = resources::active_pinned_versions(conn, secret_id).await?;
     let result = secret_version::Entity::delete_many()
         .filter(secret_version::Column::SecretId.eq(secret_id))
         .filter(secret_version::Column::Version.lt(keep_from))
+        .filter(secret_version::Column::Version.is_not_in(pinned))
         .exec(conn)
         .await?;
     Ok(result.rows_affected)
 }
 
-/// Deletes a secret and destroys all its versions and their wrapped data keys.
+/// What a delete did, or would do.
+#[derive(Debug)]
+pub struct DeleteOutcome {
+    /// The deleted secret; `None` on a dry run.
+    pub deleted: Option<secret::Model>,
+    /// Every resource that references the secret, as it stands afterwards.
+    pub affected: Vec<Dependent>,
+}
+
+/// Deletes a secret, destroying all its versions and their wrapped data keys.
+///
+/// A secret that deployed resources use is only deleted with `force`; then every current
+/// deployment pinned to it is marked failed (its dependents report `BROKEN`), all in one
+/// transaction with the audit event. `dry_run` changes nothing and lists the impact.
 pub async fn delete(
     db: &DatabaseConnection,
     actor: &Actor,
     name: &SecretName,
-) -> Result<secret::Model> {
-    let secret = find_existing(db, actor.org_id(), name).await?;
+    force: bool,
+    dry_run: bool,
+) -> Result<DeleteOutcome> {
+    let org_id = actor.org_id();
+    let secret = find_existing(db, org_id, name).await?;
+    let affected = resources::dependents(db, org_id, name).await?;
+    if dry_run {
+        return Ok(DeleteOutcome {
+            deleted: None,
+            affected,
+        });
+    }
+    let deployed: Vec<Dependent> = affected
+        .iter()
+        .filter(|d| d.state.is_deployed())
+        .cloned()
+        .collect();
+    if !deployed.is_empty() && !force {
+        return Err(Error::HasDependents(deployed));
+    }
+
+    let at = now();
     let txn = db.begin().await?;
     let destroyed = secret_version::Entity::delete_many()
         .filter(secret_version::Column::SecretId.eq(secret.id))
@@ -311,14 +363,52 @@ pub async fn delete(
         txn.rollback().await?;
         return Err(Error::not_found(format!("secret {name}")));
     }
+    let broken = resources::fail_deployments_pinned_to(
+        &txn,
+        secret.id,
+        at,
+        &format!("secret {} was deleted", secret.name),
+    )
+    .await?;
     let event = Event::allowed(
         "secret.delete",
         Target::secret(Some(secret.id), &secret.name),
     )
-    .with_detail(serde_json::json!({ "versionsDestroyed": destroyed }));
+    .with_detail(serde_json::json!({
+        "versionsDestroyed": destroyed,
+        "force": force,
+        "brokenDeployments": broken,
+    }));
     audit::record(&txn, actor, event).await?;
     txn.commit().await?;
-    Ok(secret)
+    Ok(DeleteOutcome {
+        deleted: Some(secret),
+        affected: resources::dependents(db, org_id, name).await?,
+    })
+}
+
+/// Decrypts one stored version of `secret`. Any mismatch is an integrity error.
+pub async fn decrypt_version(
+    keys: &dyn KeyProvider,
+    secret: &secret::Model,
+    row: &secret_version::Model,
+) -> Result<SecretValue> {
+    let context = EncryptionContext {
+        org_id: secret.org_id,
+        secret_id: secret.id,
+        version: row.version,
+    };
+    let stored = StoredEnvelope {
+        ciphertext: &row.ciphertext,
+        nonce: &row.nonce,
+        wrapped_key: WrappedKey {
+            key_id: row.key_id.clone(),
+            blob: row.wrapped_key.clone(),
+        },
+        scheme: &row.scheme,
+    };
+    let bytes = crypto::open(keys, &context, &stored).await?;
+    SecretValue::from_decrypted(&bytes)
 }
 
 /// Decrypts a version (the current one by default) and records the reveal. If the audit
@@ -338,26 +428,9 @@ pub async fn reveal(
         .one(db)
         .await?
         .ok_or_else(|| Error::not_found(format!("version {version} of secret {name}")))?;
-    let context = EncryptionContext {
-        org_id: secret.org_id,
-        secret_id: secret.id,
-        version,
-    };
-    let stored = StoredEnvelope {
-        ciphertext: &row.ciphertext,
-        nonce: &row.nonce,
-        wrapped_key: WrappedKey {
-            key_id: row.key_id.clone(),
-            blob: row.wrapped_key.clone(),
-        },
-        scheme: &row.scheme,
-    };
     let target = Target::secret(Some(secret.id), &secret.name);
     let detail = serde_json::json!({ "version": version });
-    let opened = crypto::open(keys, &context, &stored)
-        .await
-        .and_then(|bytes| SecretValue::from_decrypted(&bytes));
-    match opened {
+    match decrypt_version(keys, &secret, &row).await {
         Ok(value) => {
             let event = Event::allowed("secret.reveal", target).with_detail(detail);
             audit::record(db, actor, event).await?;
@@ -380,6 +453,19 @@ pub async fn reveal(
             Err(e)
         }
     }
+}
+
+/// Secrets of an organization by case-folded name (batched loading).
+pub async fn find_many<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    name_keys: &[String],
+) -> Result<Vec<secret::Model>> {
+    Ok(secret::Entity::find()
+        .filter(secret::Column::OrgId.eq(org_id))
+        .filter(secret::Column::NameKey.is_in(name_keys.iter().cloned()))
+        .all(conn)
+        .await?)
 }
 
 /// Listing filter.

@@ -73,6 +73,11 @@ impl SecretValue {
     pub fn expose(&self) -> &str {
         self.0.expose_secret()
     }
+
+    /// A second copy, for a value served in several places of one answer.
+    pub fn duplicate(&self) -> Self {
+        Self(SecretString::from(self.expose()))
+    }
 }
 
 impl fmt::Debug for SecretValue {
@@ -119,6 +124,52 @@ impl PrincipalName {
             ));
         }
         Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A resource's name: 1–128 chars of `[A-Za-z0-9_.-]`, unique per organization and kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceName(String);
+
+impl ResourceName {
+    pub fn parse(name: &str) -> Result<Self> {
+        let ok = (1..=128).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return Err(Error::bad_input(
+                "a resource name is 1 to 128 characters of A-Z, a-z, 0-9, _, . and -",
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where in a resource's configuration a secret is used, e.g. `sinks.alerts.hash_key`:
+/// 1–256 printable characters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReferenceField(String);
+
+impl ReferenceField {
+    pub fn parse(field: &str) -> Result<Self> {
+        let ok = !field.trim().is_empty()
+            && field.chars().count() <= 256
+            && !field.chars().any(char::is_control);
+        if !ok {
+            return Err(Error::bad_input(
+                "a reference field is 1 to 256 printable characters",
+            ));
+        }
+        Ok(Self(field.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {

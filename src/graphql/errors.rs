@@ -19,12 +19,36 @@ impl ErrorExtensions for crate::Error {
         }
         async_graphql::Error::new(self.public_message()).extend_with(|_, ext| {
             ext.set("code", self.code());
-            if let crate::Error::VersionConflict { expected, current } = self {
-                ext.set("expectedVersion", *expected);
-                ext.set("currentVersion", *current);
+            match self {
+                crate::Error::VersionConflict { expected, current } => {
+                    ext.set("expectedVersion", *expected);
+                    ext.set("currentVersion", *current);
+                }
+                crate::Error::MissingSecrets(names) => {
+                    ext.set("missingSecrets", names.clone());
+                }
+                crate::Error::HasDependents(dependents) => {
+                    let listed: Vec<async_graphql::Value> =
+                        dependents.iter().map(dependent_summary).collect();
+                    ext.set("dependents", listed);
+                }
+                _ => {}
             }
         })
     }
+}
+
+/// A dependent as listed in a `HAS_DEPENDENTS` error: names and states, never values.
+fn dependent_summary(d: &crate::domain::resources::Dependent) -> async_graphql::Value {
+    let json = serde_json::json!({
+        "resourceId": super::ids::encode(super::ids::RESOURCE, d.resource.id).0,
+        "kind": d.resource.kind,
+        "name": d.resource.name,
+        "field": d.field,
+        "state": d.state.as_str(),
+        "deployedVersion": d.deployed_version,
+    });
+    async_graphql::Value::from_json(json).unwrap_or(async_graphql::Value::Null)
 }
 
 /// A GraphQL-shaped error body for refusals made before GraphQL runs (HTTP layer).

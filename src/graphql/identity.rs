@@ -1,7 +1,6 @@
 //! Who is asking (`viewer`), principals, service accounts and API tokens.
 use async_graphql::{
     Context, Enum, ErrorExtensions, ID, InputObject, Object, ResultExt, SimpleObject,
-    dataloader::DataLoader,
 };
 use chrono::{DateTime, Utc};
 use entity::{api_token, organization, principal};
@@ -10,7 +9,7 @@ use secrecy::ExposeSecret;
 use super::{
     guard::{RoleGuard, actor, app},
     ids,
-    loaders::{DbLoader, PrincipalId},
+    loaders::{PrincipalId, load},
 };
 use crate::domain::{self, identity as service};
 
@@ -61,12 +60,8 @@ pub async fn load_principal(
     id: Option<uuid::Uuid>,
 ) -> async_graphql::Result<Option<Principal>> {
     let Some(id) = id else { return Ok(None) };
-    let loader = ctx.data::<DataLoader<DbLoader>>()?;
     let org_id = actor(ctx)?.org_id();
-    let found = loader
-        .load_one(PrincipalId(id))
-        .await
-        .map_err(|e| e.extend())?;
+    let found = load(ctx, PrincipalId(id)).await?;
     Ok(found.filter(|p| p.org_id == org_id).map(Principal))
 }
 

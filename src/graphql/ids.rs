@@ -10,6 +10,8 @@ pub const PRINCIPAL: &str = "Principal";
 pub const API_TOKEN: &str = "ApiToken";
 pub const ORGANIZATION: &str = "Organization";
 pub const AUDIT_EVENT: &str = "AuditEvent";
+pub const RESOURCE: &str = "Resource";
+pub const DEPLOYMENT: &str = "Deployment";
 
 pub fn encode(kind: &str, id: Uuid) -> ID {
     ID(URL_SAFE_NO_PAD.encode(format!("{kind}:{id}")))

@@ -7,6 +7,7 @@ mod identity;
 mod ids;
 mod loaders;
 mod node;
+mod resources;
 mod secrets;
 
 use std::sync::Arc;
@@ -28,12 +29,17 @@ pub struct QueryRoot(
     identity::IdentityQuery,
     node::NodeQuery,
     secrets::SecretQuery,
+    resources::ResourceQuery,
     audit::AuditQuery,
 );
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(secrets::SecretMutation, identity::IdentityMutation);
+pub struct MutationRoot(
+    secrets::SecretMutation,
+    resources::ResourceMutation,
+    identity::IdentityMutation,
+);
 
 /// Shared services, available to every resolver.
 #[derive(Clone)]

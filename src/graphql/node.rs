@@ -5,14 +5,16 @@ use async_graphql::{Context, ID, Interface, Object, ResultExt};
 use super::{
     guard::{NodeGuard, actor, app},
     ids,
+    resources::Resource,
     secrets::Secret,
 };
-use crate::domain::secrets as secret_service;
+use crate::domain::{resources as resource_service, secrets as secret_service};
 
 #[derive(Interface)]
 #[graphql(field(name = "id", ty = "ID"))]
 pub enum Node {
     Secret(Secret),
+    Resource(Resource),
 }
 
 #[derive(Default)]
@@ -33,6 +35,10 @@ impl NodeQuery {
                 .await
                 .extend()?
                 .map(|s| Node::Secret(s.into())),
+            ids::RESOURCE => resource_service::find(db, org_id, uuid)
+                .await
+                .extend()?
+                .map(|r| Node::Resource(Resource(r))),
             _ => None,
         })
     }

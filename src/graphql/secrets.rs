@@ -12,6 +12,8 @@ use super::{
     guard::{RoleGuard, actor, app},
     identity::{Principal, load_principal},
     ids,
+    loaders::{DependentsOf, load},
+    resources::{Dependent, dependents},
 };
 use crate::domain::{
     Description, Page, PageRequest, Role, SecretName, SecretValue,
@@ -120,6 +122,16 @@ impl Secret {
 
     async fn updated_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Principal>> {
         load_principal(ctx, self.row.updated_by).await
+    }
+
+    /// Who references this secret, and whether each runs its current version.
+    async fn dependents(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Dependent>> {
+        let key = DependentsOf {
+            org_id: self.row.org_id,
+            name_key: self.row.name_key.clone(),
+        };
+        let list = load(ctx, key).await?.unwrap_or_default();
+        Ok(dependents(list))
     }
 
     /// Retained versions, newest first.
@@ -305,16 +317,27 @@ pub struct UpdateSecretInput {
 #[derive(SimpleObject)]
 pub struct UpdateSecretPayload {
     secret: Secret,
+    /// Deployed resources now pinned to an older version: redeploy them to pick it up.
+    stale_dependents: Vec<Dependent>,
 }
 
 #[derive(InputObject)]
 pub struct DeleteSecretInput {
     name: String,
+    /// Delete even if deployed resources use it: their deployments are marked failed.
+    #[graphql(default = false)]
+    force: bool,
+    /// Change nothing; list what the delete would affect.
+    #[graphql(default = false)]
+    dry_run: bool,
 }
 
 #[derive(SimpleObject)]
 pub struct DeleteSecretPayload {
-    deleted_secret_id: ID,
+    /// Null on a dry run.
+    deleted_secret_id: Option<ID>,
+    /// Every resource that references the secret, as it stands afterwards.
+    affected_dependents: Vec<Dependent>,
 }
 
 #[derive(Default)]
@@ -368,7 +391,7 @@ impl SecretMutation {
             expected_version: input.expected_version,
         };
         let data = app(ctx)?;
-        let secret = service::update(
+        let updated = service::update(
             &data.db,
             data.keys.as_ref(),
             &actor,
@@ -378,7 +401,8 @@ impl SecretMutation {
         .await
         .extend()?;
         Ok(UpdateSecretPayload {
-            secret: secret.into(),
+            secret: updated.secret.into(),
+            stale_dependents: dependents(updated.stale_dependents),
         })
     }
 
@@ -391,11 +415,12 @@ impl SecretMutation {
     ) -> async_graphql::Result<DeleteSecretPayload> {
         let actor = actor(ctx)?;
         let name = parse_name(&input.name)?;
-        let deleted = service::delete(&app(ctx)?.db, &actor, &name)
+        let outcome = service::delete(&app(ctx)?.db, &actor, &name, input.force, input.dry_run)
             .await
             .extend()?;
         Ok(DeleteSecretPayload {
-            deleted_secret_id: ids::encode(ids::SECRET, deleted.id),
+            deleted_secret_id: outcome.deleted.map(|s| ids::encode(ids::SECRET, s.id)),
+            affected_dependents: dependents(outcome.affected),
         })
     }
 }

@@ -1,0 +1,457 @@
+//! Resources (pipelines and integrations), deployments and dependents. Every role may
+//! read resources and members may change them; anything that reaches a secret — a
+//! reference's `secret`, `dependents`, `resourceSecrets` — is ADMIN-only.
+use async_graphql::{
+    ComplexObject, Context, Enum, ID, InputObject, Object, ResultExt, SimpleObject,
+    connection::{Connection, OpaqueCursor},
+};
+use chrono::{DateTime, Utc};
+use entity::{deployment, deployment_pin, resource, resource_reference};
+use uuid::Uuid;
+
+use super::{
+    guard::{RoleGuard, actor, app},
+    identity::{Principal, load_principal},
+    ids,
+    loaders::{CurrentDeployment, ReferencesOf, load},
+    secrets::{Secret, page_complexity, paged, to_connection},
+};
+use crate::domain::{
+    Description, ReferenceField, ResourceName, Role, SecretName,
+    resources::{self as service, NewReference, ResourceSpec},
+    secrets as secret_service,
+};
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "service::ResourceKind")]
+pub enum ResourceKind {
+    Pipeline,
+    Integration,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "service::DependentState")]
+pub enum DependentState {
+    /// The active deployment is pinned to the secret's current version.
+    UpToDate,
+    /// The active deployment is pinned to an older version: redeploy to pick it up.
+    Stale,
+    /// The resource references the secret but no active deployment uses it.
+    NotDeployed,
+    /// The active deployment failed because the secret was deleted, or the secret does
+    /// not exist.
+    Broken,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "service::DeploymentState")]
+pub enum DeploymentState {
+    Active,
+    /// A pinned secret was force-deleted.
+    Failed,
+    /// Replaced by a newer deployment.
+    Superseded,
+}
+
+/// A pipeline or integration that uses secrets.
+pub struct Resource(pub resource::Model);
+
+#[Object]
+impl Resource {
+    pub async fn id(&self) -> ID {
+        ids::encode(ids::RESOURCE, self.0.id)
+    }
+
+    async fn kind(&self) -> async_graphql::Result<ResourceKind> {
+        Ok(service::ResourceKind::parse(&self.0.kind).extend()?.into())
+    }
+
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    async fn description(&self) -> Option<&str> {
+        self.0.description.as_deref()
+    }
+
+    /// The secrets it references, by name. A name may not exist (yet).
+    async fn references(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<SecretReference>> {
+        let references = load(ctx, ReferencesOf(self.0.id))
+            .await?
+            .unwrap_or_default();
+        Ok(references.into_iter().map(SecretReference).collect())
+    }
+
+    /// The current deployment: active, or failed; null if never deployed.
+    async fn active_deployment(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<Deployment>> {
+        Ok(load(ctx, CurrentDeployment(self.0.id))
+            .await?
+            .map(Deployment))
+    }
+
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+/// A reference from a resource to a secret, at a field of its configuration.
+pub struct SecretReference(resource_reference::Model);
+
+#[Object]
+impl SecretReference {
+    async fn secret_name(&self) -> &str {
+        &self.0.secret_name
+    }
+
+    async fn field(&self) -> &str {
+        &self.0.field
+    }
+
+    /// The secret itself, if it exists. ADMIN only: for other roles this field alone
+    /// errors with FORBIDDEN.
+    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    async fn secret(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Secret>> {
+        let org_id = actor(ctx)?.org_id();
+        let found = secret_service::find_many(
+            &app(ctx)?.db,
+            org_id,
+            std::slice::from_ref(&self.0.secret_name_key),
+        )
+        .await
+        .extend()?;
+        Ok(found.into_iter().next().map(Secret::from))
+    }
+}
+
+/// A deployment: the secret versions a resource was deployed with.
+pub struct Deployment(deployment::Model);
+
+#[Object]
+impl Deployment {
+    async fn id(&self) -> ID {
+        ids::encode(ids::DEPLOYMENT, self.0.id)
+    }
+
+    async fn state(&self) -> async_graphql::Result<DeploymentState> {
+        Ok(service::DeploymentState::parse(&self.0.state)
+            .extend()?
+            .into())
+    }
+
+    async fn deployed_at(&self) -> DateTime<Utc> {
+        self.0.deployed_at
+    }
+
+    async fn deployed_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Principal>> {
+        load_principal(ctx, self.0.deployed_by).await
+    }
+
+    async fn failed_at(&self) -> Option<DateTime<Utc>> {
+        self.0.failed_at
+    }
+
+    async fn failure_reason(&self) -> Option<&str> {
+        self.0.failure_reason.as_deref()
+    }
+
+    /// The secret versions it is pinned to (names and numbers, never values).
+    async fn pins(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PinnedSecret>> {
+        let pins = service::pins_of(&app(ctx)?.db, &[self.0.id])
+            .await
+            .extend()?;
+        Ok(pins.into_iter().map(PinnedSecret).collect())
+    }
+}
+
+pub struct PinnedSecret(deployment_pin::Model);
+
+#[Object]
+impl PinnedSecret {
+    async fn secret_name(&self) -> &str {
+        &self.0.secret_name
+    }
+
+    async fn field(&self) -> &str {
+        &self.0.field
+    }
+
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+}
+
+/// A resource that references a secret, and whether it runs the current version.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Dependent {
+    #[graphql(skip)]
+    inner: service::Dependent,
+    field: String,
+    state: DependentState,
+    /// The version its current deployment is pinned to.
+    deployed_version: Option<i32>,
+    deployed_at: Option<DateTime<Utc>>,
+}
+
+#[ComplexObject]
+impl Dependent {
+    async fn resource(&self) -> Resource {
+        Resource(self.inner.resource.clone())
+    }
+}
+
+impl From<service::Dependent> for Dependent {
+    fn from(inner: service::Dependent) -> Self {
+        Self {
+            field: inner.field.clone(),
+            state: inner.state.into(),
+            deployed_version: inner.deployed_version,
+            deployed_at: inner.deployed_at,
+            inner,
+        }
+    }
+}
+
+pub fn dependents(list: Vec<service::Dependent>) -> Vec<Dependent> {
+    list.into_iter().map(Dependent::from).collect()
+}
+
+/// A value served to a resource's runtime, from the version its deployment pins.
+#[derive(SimpleObject)]
+#[graphql(guard = "RoleGuard::new(Role::Admin)")]
+pub struct ResolvedSecret {
+    name: String,
+    field: String,
+    version: i32,
+    value: String,
+}
+
+/// `totalCount` of a resources page, counted only when asked for.
+pub struct ResourceCount {
+    org_id: Uuid,
+    kind: Option<service::ResourceKind>,
+}
+
+#[Object]
+impl ResourceCount {
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        service::count(&app(ctx)?.db, self.org_id, self.kind)
+            .await
+            .extend()
+    }
+}
+
+fn resource_id(id: &ID) -> async_graphql::Result<Uuid> {
+    ids::decode_as(id, ids::RESOURCE).extend()
+}
+
+#[derive(Default)]
+pub struct ResourceQuery;
+
+#[Object]
+impl ResourceQuery {
+    /// A resource by id; null if it does not exist in your organization.
+    #[graphql(guard = "RoleGuard::new(Role::Viewer)")]
+    async fn resource(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Resource>> {
+        let org_id = actor(ctx)?.org_id();
+        let Ok(uuid) = resource_id(&id) else {
+            return Ok(None);
+        };
+        let found = service::find(&app(ctx)?.db, org_id, uuid).await.extend()?;
+        Ok(found.map(Resource))
+    }
+
+    /// The organization's resources, oldest first, optionally of one kind.
+    #[graphql(
+        guard = "RoleGuard::new(Role::Viewer)",
+        complexity = "page_complexity(first, None, child_complexity)"
+    )]
+    async fn resources(
+        &self,
+        ctx: &Context<'_>,
+        kind: Option<ResourceKind>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, Resource, ResourceCount>> {
+        let org_id = actor(ctx)?.org_id();
+        let db = &app(ctx)?.db;
+        let kind = kind.map(Into::into);
+        paged(after, None, first, None, |page| async move {
+            let resources = service::list(db, org_id, kind, &page).await?;
+            Ok(to_connection(
+                resources,
+                |r| r.id,
+                Resource,
+                ResourceCount { org_id, kind },
+            ))
+        })
+        .await
+    }
+
+    /// Who references `secretName`, and whether each runs its current version.
+    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    async fn dependents(
+        &self,
+        ctx: &Context<'_>,
+        secret_name: String,
+    ) -> async_graphql::Result<Vec<Dependent>> {
+        let org_id = actor(ctx)?.org_id();
+        let name = SecretName::parse(&secret_name).extend()?;
+        let list = service::dependents(&app(ctx)?.db, org_id, &name)
+            .await
+            .extend()?;
+        Ok(dependents(list))
+    }
+
+    /// The values pinned by the resource's active deployment (not the current versions),
+    /// for its runtime. Every call is audited with the deployment it served.
+    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    async fn resource_secrets(
+        &self,
+        ctx: &Context<'_>,
+        resource_id: ID,
+    ) -> async_graphql::Result<Vec<ResolvedSecret>> {
+        let actor = actor(ctx)?;
+        let id = self::resource_id(&resource_id)?;
+        let data = app(ctx)?;
+        let resolved = service::resolve_secrets(&data.db, data.keys.as_ref(), &actor, id)
+            .await
+            .extend()?;
+        Ok(resolved
+            .into_iter()
+            .map(|r| ResolvedSecret {
+                value: r.value.expose().to_owned(),
+                name: r.name,
+                field: r.field,
+                version: r.version,
+            })
+            .collect())
+    }
+}
+
+#[derive(InputObject)]
+pub struct SecretReferenceInput {
+    secret_name: String,
+    /// Where the resource uses it, e.g. `sinks.alerts.hash_key`.
+    field: String,
+}
+
+#[derive(InputObject)]
+pub struct UpsertResourceInput {
+    kind: ResourceKind,
+    /// 1–128 characters of A–Z, a–z, 0–9, `_`, `.` and `-`; unique per kind.
+    name: String,
+    description: Option<String>,
+    /// Replaces the resource's references (at most 100).
+    references: Vec<SecretReferenceInput>,
+}
+
+#[derive(SimpleObject)]
+pub struct UpsertResourcePayload {
+    resource: Resource,
+}
+
+#[derive(InputObject)]
+pub struct DeployResourceInput {
+    id: ID,
+}
+
+#[derive(SimpleObject)]
+pub struct DeployResourcePayload {
+    resource: Resource,
+    deployment: Deployment,
+}
+
+#[derive(InputObject)]
+pub struct DeleteResourceInput {
+    id: ID,
+}
+
+#[derive(SimpleObject)]
+pub struct DeleteResourcePayload {
+    deleted_resource_id: ID,
+}
+
+#[derive(Default)]
+pub struct ResourceMutation;
+
+#[Object]
+impl ResourceMutation {
+    /// Creates the resource `kind`+`name`, or replaces its description and references.
+    /// Its deployments keep what they were deployed with.
+    #[graphql(guard = "RoleGuard::new(Role::Member)")]
+    async fn upsert_resource(
+        &self,
+        ctx: &Context<'_>,
+        input: UpsertResourceInput,
+    ) -> async_graphql::Result<UpsertResourcePayload> {
+        let actor = actor(ctx)?;
+        let references = input
+            .references
+            .iter()
+            .map(|r| {
+                Ok(NewReference {
+                    secret_name: SecretName::parse(&r.secret_name)?,
+                    field: ReferenceField::parse(&r.field)?,
+                })
+            })
+            .collect::<crate::Result<Vec<_>>>()
+            .extend()?;
+        let spec = ResourceSpec {
+            kind: input.kind.into(),
+            name: ResourceName::parse(&input.name).extend()?,
+            description: input
+                .description
+                .map(Description::parse)
+                .transpose()
+                .extend()?,
+            references,
+        };
+        let row = service::upsert(&app(ctx)?.db, &actor, spec)
+            .await
+            .extend()?;
+        Ok(UpsertResourcePayload {
+            resource: Resource(row),
+        })
+    }
+
+    /// Pins the current version of every referenced secret in a new deployment that
+    /// replaces the previous one. Fails with MISSING_SECRETS, changing nothing, if a
+    /// referenced secret does not exist. Reveals no value.
+    #[graphql(guard = "RoleGuard::new(Role::Member)")]
+    async fn deploy_resource(
+        &self,
+        ctx: &Context<'_>,
+        input: DeployResourceInput,
+    ) -> async_graphql::Result<DeployResourcePayload> {
+        let actor = actor(ctx)?;
+        let id = resource_id(&input.id)?;
+        let (row, deployment, _) = service::deploy(&app(ctx)?.db, &actor, id).await.extend()?;
+        Ok(DeployResourcePayload {
+            resource: Resource(row),
+            deployment: Deployment(deployment),
+        })
+    }
+
+    /// Deletes a resource with its references and deployments.
+    #[graphql(guard = "RoleGuard::new(Role::Member)")]
+    async fn delete_resource(
+        &self,
+        ctx: &Context<'_>,
+        input: DeleteResourceInput,
+    ) -> async_graphql::Result<DeleteResourcePayload> {
+        let actor = actor(ctx)?;
+        let id = resource_id(&input.id)?;
+        let row = service::delete(&app(ctx)?.db, &actor, id).await.extend()?;
+        Ok(DeleteResourcePayload {
+            deleted_resource_id: ids::encode(ids::RESOURCE, row.id),
+        })
+    }
+}
