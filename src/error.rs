@@ -20,7 +20,7 @@ pub enum Error {
     #[error("these referenced secrets do not exist: {}", .0.join(", "))]
     MissingSecrets(Vec<String>),
     /// Deleting a secret that deployed resources depend on, without `force`.
-    #[error("{} deployed resources depend on this secret; delete with `force: true` to break them, or `dryRun: true` to list them", .0.len())]
+    #[error("deployed resources depend on this secret ({} listed in `dependents`); delete with `force: true` to break them, or `dryRun: true` to see the impact", .0.len())]
     HasDependents(Vec<crate::domain::resources::Dependent>),
     #[error("version conflict: expected version {expected}, but the current version is {current}")]
     VersionConflict { expected: i32, current: i32 },
