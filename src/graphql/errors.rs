@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Variables,
+    ErrorExtensions, Name, PathSegment, Response, ServerError, ServerResult, ValidationResult,
+    Value, Variables,
     extensions::{
         Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
     },
@@ -63,6 +64,35 @@ fn set_code_if_missing(error: &mut ServerError, code: &'static str) {
     }
 }
 
+/// async-graphql leaves a field that errored out of its parent object; GraphQL clients
+/// (Apollo's cache among them) expect it present as `null`, next to its siblings.
+fn null_errored_fields(data: &mut Value, errors: &[ServerError]) {
+    'errors: for error in errors {
+        let Some((PathSegment::Field(name), parents)) = error.path.split_last() else {
+            continue;
+        };
+        let mut node = &mut *data;
+        for segment in parents {
+            node = match (segment, node) {
+                (PathSegment::Field(key), Value::Object(fields)) => {
+                    match fields.get_mut(key.as_str()) {
+                        Some(child) => child,
+                        None => continue 'errors,
+                    }
+                }
+                (PathSegment::Index(i), Value::List(items)) => match items.get_mut(*i) {
+                    Some(child) => child,
+                    None => continue 'errors,
+                },
+                _ => continue 'errors,
+            };
+        }
+        if let Value::Object(fields) = node {
+            fields.entry(Name::new(name)).or_insert(Value::Null);
+        }
+    }
+}
+
 /// Gives every error without a code one: parse errors, validation errors (including the
 /// depth and complexity limits) and input coercion errors.
 pub struct ErrorCodes;
@@ -83,6 +113,7 @@ impl Extension for ErrorCodesExtension {
             // What remains uncoded comes from async-graphql's argument handling.
             set_code_if_missing(error, "BAD_USER_INPUT");
         }
+        null_errored_fields(&mut response.data, &response.errors);
         response
     }
 

@@ -4,7 +4,7 @@ use std::{collections::HashMap, hash::Hash, sync::Arc};
 
 use async_graphql::{
     Context, ErrorExtensions,
-    dataloader::{DataLoader, Loader},
+    dataloader::{DataLoader, HashMapCache, Loader},
 };
 use entity::{deployment, principal, resource_reference};
 use sea_orm::DatabaseConnection;
@@ -21,10 +21,33 @@ where
     K: Send + Sync + Hash + Eq + Clone + 'static,
     DbLoader: Loader<K, Error = Arc<crate::Error>>,
 {
-    ctx.data::<DataLoader<DbLoader>>()?
+    ctx.data::<RequestLoader>()?
         .load_one(key)
         .await
         .map_err(|e| e.extend())
+}
+
+/// The loader every request gets, with a request-scoped cache.
+pub type RequestLoader = DataLoader<DbLoader, HashMapCache>;
+
+/// Loads the dependents of a whole page of secrets at once and primes the request's
+/// cache with them, so `Secret.dependents` resolves without a query per item — however
+/// the item resolvers happen to be scheduled.
+pub async fn prime_dependents(
+    ctx: &Context<'_>,
+    org_id: Uuid,
+    name_keys: Vec<String>,
+) -> async_graphql::Result<()> {
+    let loader = ctx.data::<RequestLoader>()?;
+    let mut found = resources::dependents_of(&loader.loader().db, org_id, &name_keys)
+        .await
+        .map_err(|e| e.extend())?;
+    let values = name_keys.into_iter().map(|name_key| {
+        let list = found.remove(&name_key).unwrap_or_default();
+        (DependentsOf { org_id, name_key }, list)
+    });
+    loader.feed_many(values).await;
+    Ok(())
 }
 
 pub struct DbLoader {

@@ -13,7 +13,8 @@ mod secrets;
 use std::sync::Arc;
 
 use async_graphql::{
-    EmptySubscription, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader,
+    EmptySubscription, MergedObject, Schema, SchemaBuilder,
+    dataloader::{DataLoader, HashMapCache},
 };
 use sea_orm::DatabaseConnection;
 
@@ -88,9 +89,14 @@ pub fn build_schema(data: AppData, limits: &Limits) -> AppSchema {
         .finish()
 }
 
-/// Per-request loaders: their caches must not outlive a request (or cross tenants).
-pub fn request_loaders(data: &AppData) -> DataLoader<loaders::DbLoader> {
-    DataLoader::new(loaders::DbLoader::new(data.db.clone()), tokio::spawn)
+/// Per-request loaders: their caches must not outlive a request (or cross tenants). The
+/// cache also lets a page resolver prime it for its items (see `secrets`).
+pub fn request_loaders(data: &AppData) -> loaders::RequestLoader {
+    DataLoader::with_cache(
+        loaders::DbLoader::new(data.db.clone()),
+        tokio::spawn,
+        HashMapCache::default(),
+    )
 }
 
 /// The SDL checked in as `schema.graphql`.

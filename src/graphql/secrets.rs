@@ -12,7 +12,7 @@ use super::{
     guard::{RoleGuard, actor, app},
     identity::{Principal, load_principal},
     ids,
-    loaders::{DependentsOf, load},
+    loaders::{DependentsOf, load, prime_dependents},
     resources::{Dependent, dependents},
 };
 use crate::domain::{
@@ -253,7 +253,14 @@ impl SecretQuery {
         let filter = ListFilter {
             name_contains: filter.unwrap_or_default().name_contains,
         };
-        paged(after, before, first, last, |page| async move {
+        let look_ahead = ctx.look_ahead();
+        let wants_dependents = look_ahead.field("nodes").field("dependents").exists()
+            || look_ahead
+                .field("edges")
+                .field("node")
+                .field("dependents")
+                .exists();
+        let connection = paged(after, before, first, last, |page| async move {
             let secrets = service::list(db, org_id, &filter, &page).await?;
             Ok(to_connection(
                 secrets,
@@ -262,7 +269,16 @@ impl SecretQuery {
                 SecretCount { org_id, filter },
             ))
         })
-        .await
+        .await?;
+        if wants_dependents {
+            let keys = connection
+                .edges
+                .iter()
+                .map(|e| e.node.row.name_key.clone())
+                .collect();
+            prime_dependents(ctx, org_id, keys).await?;
+        }
+        Ok(connection)
     }
 
     /// Decrypts a value: the current version, or `version`. Every call is audited.
