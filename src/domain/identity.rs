@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::{
-    Actor, Description, Principal, PrincipalKind, PrincipalName, Role,
+    Actor, Description, Natural, Page, PageRequest, Principal, PrincipalKind, PrincipalName, Role,
     audit::{self, Event, Target},
 };
 use crate::{Error, Result, crypto::random_bytes};
@@ -320,6 +320,33 @@ pub async fn revoke_token(
     }
     txn.commit().await?;
     Ok(record)
+}
+
+/// The organization's principals, oldest first; the cursor is the id.
+pub async fn list_principals<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    page: &PageRequest<Uuid>,
+) -> Result<Page<principal::Model>> {
+    let query = principal::Entity::find().filter(principal::Column::OrgId.eq(org_id));
+    page.fetch(conn, query, principal::Column::Id, Natural::Ascending)
+        .await
+}
+
+/// The organization's API tokens (revoked and expired ones included), newest first,
+/// optionally of one principal; the cursor is the id.
+pub async fn list_tokens<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    principal_id: Option<Uuid>,
+    page: &PageRequest<Uuid>,
+) -> Result<Page<api_token::Model>> {
+    let mut query = api_token::Entity::find().filter(api_token::Column::OrgId.eq(org_id));
+    if let Some(principal_id) = principal_id {
+        query = query.filter(api_token::Column::PrincipalId.eq(principal_id));
+    }
+    page.fetch(conn, query, api_token::Column::Id, Natural::Descending)
+        .await
 }
 
 /// A token of the actor's organization.

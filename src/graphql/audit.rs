@@ -11,7 +11,7 @@ use super::{
     guard::{RoleGuard, actor, app},
     identity::{Principal, load_principal},
     ids,
-    secrets::{page_complexity, paged, to_connection},
+    paging::{page_complexity, paged, to_connection},
 };
 use crate::domain::{
     Role,

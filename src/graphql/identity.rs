@@ -1,15 +1,18 @@
 //! Who is asking (`viewer`), principals, service accounts and API tokens.
 use async_graphql::{
     Context, Enum, ErrorExtensions, ID, InputObject, Object, ResultExt, SimpleObject,
+    connection::{Connection, EmptyFields, OpaqueCursor},
 };
 use chrono::{DateTime, Utc};
 use entity::{api_token, organization, principal};
 use secrecy::ExposeSecret;
+use uuid::Uuid;
 
 use super::{
     guard::{RoleGuard, actor, app},
     ids,
     loaders::{PrincipalId, load},
+    paging::{page_complexity, paged, to_connection},
 };
 use crate::domain::{self, identity as service};
 
@@ -150,6 +153,52 @@ impl IdentityQuery {
     #[graphql(guard = "RoleGuard::new(domain::Role::Viewer)")]
     async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
         Ok(Viewer(actor(ctx)?.principal))
+    }
+
+    /// The organization's users and service accounts, oldest first. ADMIN only.
+    #[graphql(
+        guard = "RoleGuard::new(domain::Role::Admin)",
+        complexity = "page_complexity(first, None, child_complexity)"
+    )]
+    async fn principals(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, Principal>> {
+        let org_id = actor(ctx)?.org_id();
+        let db = &app(ctx)?.db;
+        paged(after, None, first, None, |page| async move {
+            let principals = service::list_principals(db, org_id, &page).await?;
+            Ok(to_connection(principals, |p| p.id, Principal, EmptyFields))
+        })
+        .await
+    }
+
+    /// The organization's API tokens (metadata only; revoked and expired ones included),
+    /// newest first, optionally of one principal. ADMIN only.
+    #[graphql(
+        guard = "RoleGuard::new(domain::Role::Admin)",
+        complexity = "page_complexity(first, None, child_complexity)"
+    )]
+    async fn api_tokens(
+        &self,
+        ctx: &Context<'_>,
+        principal_id: Option<ID>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, ApiToken>> {
+        let org_id = actor(ctx)?.org_id();
+        let db = &app(ctx)?.db;
+        let principal_id = principal_id
+            .map(|id| ids::decode_as(&id, ids::PRINCIPAL))
+            .transpose()
+            .extend()?;
+        paged(after, None, first, None, |page| async move {
+            let tokens = service::list_tokens(db, org_id, principal_id, &page).await?;
+            Ok(to_connection(tokens, |t| t.id, ApiToken, EmptyFields))
+        })
+        .await
     }
 }
 

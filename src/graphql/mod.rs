@@ -7,6 +7,7 @@ mod identity;
 mod ids;
 mod loaders;
 mod node;
+mod paging;
 mod resources;
 mod secrets;
 

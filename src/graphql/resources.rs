@@ -14,7 +14,8 @@ use super::{
     identity::{Principal, load_principal},
     ids,
     loaders::{CurrentDeployment, ReferencesOf, load},
-    secrets::{Secret, page_complexity, paged, to_connection},
+    paging::{page_complexity, paged, to_connection},
+    secrets::Secret,
 };
 use crate::domain::{
     Description, ReferenceField, ResourceName, Role, SecretName,

@@ -15,6 +15,7 @@ both_stores!(
     other_organization_sees_nothing,
     revoked_token_is_unauthenticated,
     expiring_token,
+    admins_list_principals_and_tokens,
 );
 
 const NODE: &str = "query($id: ID!) { node(id: $id) { id ... on Secret { name } } }";
@@ -268,4 +269,80 @@ async fn expiring_token(store: Store) {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+const PRINCIPALS_AND_TOKENS: &str = "query($principal: ID) {
+    principals(first: 50) { nodes { id kind name role } }
+    apiTokens(principalId: $principal, first: 50) {
+        nodes { id prefix description revokedAt principal { id } } } }";
+
+/// Admins can find every principal and token (to revoke one) without ever seeing a token
+/// again; other roles cannot list them; another organization's are invisible.
+async fn admins_list_principals_and_tokens(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let account = app.create_service_account("MEMBER").await;
+    let input = json!({ "principalId": account.id, "description": "second" });
+    let created = create_api_token(&app, input).await;
+    let second = data(&created)["createApiToken"]["apiToken"]["id"].clone();
+    let revoke = json!({ "input": { "id": second } });
+    data(&app.admin(REVOKE_API_TOKEN, revoke).await);
+
+    let listed = app
+        .admin(PRINCIPALS_AND_TOKENS, json!({ "principal": account.id }))
+        .await;
+    let principals = data(&listed)["principals"]["nodes"]
+        .as_array()
+        .expect("principals");
+    let kinds: Vec<(&str, &str)> = principals
+        .iter()
+        .map(|p| {
+            (
+                p["kind"].as_str().unwrap_or(""),
+                p["role"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, [("USER", "ADMIN"), ("SERVICE_ACCOUNT", "MEMBER")]);
+
+    let tokens = data(&listed)["apiTokens"]["nodes"]
+        .as_array()
+        .expect("tokens");
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+    // Newest first: the revoked second token, then the account's initial token.
+    assert_eq!(tokens[0]["id"], second);
+    assert!(tokens[0]["revokedAt"].is_string());
+    assert!(tokens[1]["revokedAt"].is_null());
+    for token in tokens {
+        assert_eq!(token["principal"]["id"], account.id);
+        let prefix = token["prefix"].as_str().expect("prefix");
+        assert!(prefix.starts_with("srt_") && prefix.len() < 16, "{prefix}");
+        assert!(account.token.starts_with(prefix) || tokens[0] == *token);
+    }
+    let body = listed.to_string();
+    assert!(!body.contains(&account.token) && !body.contains(&app.admin_token));
+
+    let member = app
+        .gql(Some(&account.token), PRINCIPALS_AND_TOKENS, json!({}))
+        .await;
+    assert_code(&member, "FORBIDDEN");
+    let other = app
+        .gql(
+            Some(&app.other_admin_token),
+            PRINCIPALS_AND_TOKENS,
+            json!({ "principal": account.id }),
+        )
+        .await;
+    let other_tokens = &data(&other)["apiTokens"]["nodes"];
+    assert_eq!(
+        other_tokens,
+        &json!([]),
+        "another organization sees no token"
+    );
+    let names: Vec<&str> = data(&other)["principals"]["nodes"]
+        .as_array()
+        .expect("principals")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["admin"], "only globex's own admin");
 }
