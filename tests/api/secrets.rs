@@ -57,8 +57,14 @@ async fn reveal_version(app: &TestApp, name: &str, version: i64) -> Value {
 }
 
 async fn lifecycle(store: Store) {
-    const NAME: &str = "STRIPE_API_KEY";
     let app = TestApp::spawn(store).await;
+    lifecycle_on(&app, None).await;
+}
+
+/// Create, list, update, reveal (current and old version), history, delete, gone — and
+/// the audit trail of it all. Every version's `keyId` is `key_id` when given.
+pub async fn lifecycle_on(app: &TestApp, key_id: Option<&str>) {
+    const NAME: &str = "STRIPE_API_KEY";
     let viewer = app.admin(VIEWER, json!({})).await;
     let admin_id = data(&viewer)["viewer"]["principal"]["id"].clone();
 
@@ -95,7 +101,7 @@ async fn lifecycle(store: Store) {
         json!({ "name": NAME, "version": 2, "value": "sk_live_2" })
     );
     assert_eq!(
-        reveal_version(&app, NAME, 1).await,
+        reveal_version(app, NAME, 1).await,
         json!({ "name": NAME, "version": 1, "value": "sk_live_1" })
     );
 
@@ -103,9 +109,13 @@ async fn lifecycle(store: Store) {
     let history = &data(&history)["secret"];
     assert_eq!(history["createdBy"]["id"], admin_id);
     assert_eq!(history["updatedBy"]["id"], admin_id);
-    assert_eq!(versions(&app, NAME).await, (2, vec![2, 1]));
+    assert_eq!(versions(app, NAME).await, (2, vec![2, 1]));
     for version in history["versions"]["nodes"].as_array().expect("versions") {
-        assert!(version["keyId"].as_str().is_some_and(|id| !id.is_empty()));
+        let stored_key_id = version["keyId"].as_str().expect("keyId");
+        match key_id {
+            Some(key_id) => assert_eq!(stored_key_id, key_id, "{version}"),
+            None => assert!(!stored_key_id.is_empty(), "{version}"),
+        }
         assert_eq!(version["createdBy"]["id"], admin_id);
     }
 

@@ -1,0 +1,291 @@
+//! moto's KMS emulator, one process per test, spoken to over real HTTP.
+//!
+//! moto is installed on first use into a virtualenv under the target directory
+//! (`target/tmp/moto-venv`), so `cargo test --workspace` works on a fresh machine with
+//! `python3` and PyPI. Concurrent test processes (nextest) serialize the install on a file
+//! lock, and the virtualenv is built in a staging directory and renamed into place, so a
+//! half-finished install is never used.
+use std::{
+    fs::{self, File},
+    io,
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    sync::OnceLock,
+    thread,
+    time::{Duration, Instant},
+};
+
+use aws_config::{BehaviorVersion, timeout::TimeoutConfig};
+use aws_sdk_kms::{
+    Client,
+    config::Credentials,
+    error::{DisplayErrorContext, ProvideErrorMetadata},
+    primitives::Blob,
+};
+
+use crate::helpers::{Output, clean_command, signal, spawn_logged, wait_for_address};
+
+const REQUIREMENT: &str = "moto[server]==5.*";
+const VENV: &str = "moto-venv";
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+const REGION: &str = "us-east-1";
+const LOG_LINES_ON_FAILURE: usize = 50;
+
+/// A running moto server, killed on drop, with a KMS client of the tests' own.
+pub struct Moto {
+    process: Child,
+    logs: Output,
+    endpoint: String,
+    kms: Client,
+}
+
+impl Moto {
+    /// Starts moto on a free loopback port and waits until it answers.
+    pub async fn start() -> Self {
+        let python = tokio::task::spawn_blocking(python)
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let mut command = clean_command(python);
+        // Port 0: the kernel picks a free port and werkzeug logs it, so parallel tests
+        // never race for one.
+        command
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
+            .env("PYTHONUNBUFFERED", "1")
+            .env("NO_COLOR", "1");
+        let (mut process, logs) = spawn_logged(command, "moto");
+        let marker = "Running on http://";
+        let address = wait_for_address("moto", &mut process, &logs, marker, STARTUP_TIMEOUT);
+        let endpoint = format!("http://{address}");
+        let kms = kms_client(&endpoint).await;
+        let moto = Self {
+            process,
+            logs,
+            endpoint,
+            kms,
+        };
+        moto.wait_until_answering().await;
+        moto
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Freezes the process (SIGSTOP): connections are still accepted by the kernel, but
+    /// nothing answers — a hung KMS.
+    pub fn stop_responding(&self) {
+        signal(&self.process, "STOP");
+    }
+
+    /// Undoes [`Moto::stop_responding`] (SIGCONT).
+    pub fn resume(&self) {
+        signal(&self.process, "CONT");
+    }
+
+    /// The environment for a `strongroom` process whose key provider is this moto, with
+    /// new data keys wrapped under `key_id` (a key id, alias or ARN).
+    pub fn server_env(&self, key_id: &str) -> Vec<(&'static str, String)> {
+        vec![
+            ("STRONGROOM_KMS", "aws".to_owned()),
+            ("STRONGROOM_KMS_KEY_ID", key_id.to_owned()),
+            ("AWS_ENDPOINT_URL_KMS", self.endpoint().to_owned()),
+            ("AWS_ACCESS_KEY_ID", "test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
+            ("AWS_REGION", REGION.to_owned()),
+        ]
+    }
+
+    /// A new symmetric key: `(key id, ARN)`.
+    pub async fn create_key(&self) -> (String, String) {
+        let created = self.kms.create_key().send().await;
+        let created = created.unwrap_or_else(|e| panic!("CreateKey: {}", DisplayErrorContext(e)));
+        let metadata = created
+            .key_metadata()
+            .expect("CreateKey returns the key metadata");
+        let arn = metadata.arn().expect("CreateKey returns the key ARN");
+        (metadata.key_id().to_owned(), arn.to_owned())
+    }
+
+    /// Points `alias` (`alias/...`) at `key_id`.
+    pub async fn create_alias(&self, alias: &str, key_id: &str) {
+        let created = self
+            .kms
+            .create_alias()
+            .alias_name(alias)
+            .target_key_id(key_id)
+            .send()
+            .await;
+        created.unwrap_or_else(|e| panic!("CreateAlias {alias}: {}", DisplayErrorContext(e)));
+    }
+
+    /// `Decrypt` with the given encryption context and, optionally, `KeyId`: the plaintext,
+    /// or the error code (`InvalidCiphertextException`, `AccessDeniedException`...).
+    pub async fn decrypt(
+        &self,
+        blob: &[u8],
+        context: &[(impl AsRef<str>, impl AsRef<str>)],
+        key_id: Option<&str>,
+    ) -> Result<Vec<u8>, String> {
+        let mut request = self
+            .kms
+            .decrypt()
+            .ciphertext_blob(Blob::new(blob))
+            .set_key_id(key_id.map(str::to_owned));
+        for (key, value) in context {
+            request = request.encryption_context(key.as_ref(), value.as_ref());
+        }
+        match request.send().await {
+            Ok(output) => Ok(output
+                .plaintext()
+                .expect("Decrypt returns the plaintext")
+                .as_ref()
+                .to_vec()),
+            Err(e) => Err(e.code().map_or_else(
+                || format!("no error code: {}", DisplayErrorContext(&e)),
+                str::to_owned,
+            )),
+        }
+    }
+
+    /// Polls `GET /moto-api/` until it answers.
+    async fn wait_until_answering(&self) {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("build the HTTP client");
+        let url = format!("{}/moto-api/", self.endpoint);
+        let started = Instant::now();
+        loop {
+            match http.get(&url).send().await {
+                Ok(response) if response.status().is_success() => return,
+                _ if started.elapsed() > STARTUP_TIMEOUT => panic!(
+                    "moto did not answer GET {url} within {STARTUP_TIMEOUT:?}; logs:\n{}",
+                    self.logs.text()
+                ),
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        // SIGKILL also ends a stopped process.
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        if thread::panicking() {
+            let logs = self.logs.text();
+            let lines: Vec<&str> = logs.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_LINES_ON_FAILURE)..];
+            eprintln!("--- moto, last log lines ---\n{}", tail.join("\n"));
+        }
+    }
+}
+
+async fn kms_client(endpoint: &str) -> Client {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(30))
+        .build();
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(REGION)
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .endpoint_url(endpoint)
+        .timeout_config(timeouts)
+        .load()
+        .await;
+    Client::new(&config)
+}
+
+/// The virtualenv's python, with moto installed. Tried once per process: after a failed
+/// install every test fails with the same message instead of installing again.
+fn python() -> PathBuf {
+    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match PYTHON.get_or_init(install) {
+        Ok(python) => python.clone(),
+        Err(message) => panic!("{message}"),
+    }
+}
+
+/// Installs moto into `<target>/tmp/moto-venv` unless it is there (delete that directory
+/// to reinstall); returns its python.
+fn install() -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let venv = root.join(VENV);
+    // Launched as `python -m moto.server`: the console script's shebang names the staging
+    // directory the virtualenv was built in.
+    let python = venv.join("bin").join("python");
+    if python.exists() {
+        return Ok(python);
+    }
+    fs::create_dir_all(root).map_err(io("create", root))?;
+    let lock_path = root.join(format!("{VENV}.lock"));
+    let lock = File::create(&lock_path).map_err(io("create", &lock_path))?;
+    // An advisory lock: released when the file closes, also if its holder dies.
+    lock.lock().map_err(io("lock", &lock_path))?;
+    if python.exists() {
+        return Ok(python); // another process installed it meanwhile
+    }
+    let started = Instant::now();
+    remove_stale_staging(root)?;
+    let staging = root.join(format!("{VENV}.tmp-{}", std::process::id()));
+    let built = run(
+        Command::new("python3").args(["-m", "venv"]).arg(&staging),
+        "python3 -m venv",
+    )
+    .and_then(|()| {
+        run(
+            Command::new(staging.join("bin").join("python"))
+                .args(["-m", "pip", "install", "--disable-pip-version-check"])
+                .arg(REQUIREMENT),
+            &format!("pip install '{REQUIREMENT}'"),
+        )
+    })
+    .and_then(|()| fs::rename(&staging, &venv).map_err(io("publish", &venv)));
+    if built.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    built?;
+    eprintln!(
+        "installed {REQUIREMENT} into {} in {:.0?}",
+        venv.display(),
+        started.elapsed()
+    );
+    Ok(python)
+}
+
+/// Describes a failed file operation on `path`.
+fn io<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(io::Error) -> String + 'a {
+    move |e| format!("{what} {}: {e}", path.display())
+}
+
+/// Removes staging directories left by an install that died (only the lock holder builds
+/// one).
+fn remove_stale_staging(root: &Path) -> Result<(), String> {
+    let entries = fs::read_dir(root).map_err(io("list", root))?;
+    let prefix = format!("{VENV}.tmp-");
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// Runs an install step; its whole output is the error if it fails.
+fn run(command: &mut Command, what: &str) -> Result<(), String> {
+    let output = command
+        .output()
+        .map_err(|e| format!("{what}: cannot run it: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} failed ({}); moto is needed for the AWS KMS tests.\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
