@@ -82,6 +82,16 @@ impl ProviderCalls {
         }
     }
 
+    /// Calls of `operation` so far.
+    pub fn get(&self, operation: &'static str) -> u64 {
+        self.family
+            .get_or_create(&ProviderCall {
+                provider: self.provider,
+                operation,
+            })
+            .get()
+    }
+
     pub fn count(&self, operation: &'static str) {
         self.family
             .get_or_create(&ProviderCall {

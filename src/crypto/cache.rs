@@ -163,3 +163,119 @@ impl KeyProvider for CachingKeyProvider {
         self.inner.health().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        crypto::{LocalKeyProvider, MasterKey},
+        metrics::ProviderCalls,
+    };
+
+    fn context(version: i32) -> EncryptionContext {
+        EncryptionContext {
+            org_id: uuid::Uuid::from_u128(1),
+            secret_id: uuid::Uuid::from_u128(2),
+            version,
+        }
+    }
+
+    /// A cache over the real local provider, and the provider's call counter.
+    fn cache(limits: CacheLimits) -> (CachingKeyProvider, ProviderCalls) {
+        let calls = ProviderCalls::detached("local");
+        let keys = vec![MasterKey::generate().expect("rng")];
+        let inner = Arc::new(LocalKeyProvider::new(keys, calls.clone()));
+        (CachingKeyProvider::new(inner, limits), calls)
+    }
+
+    fn limits(max_age: Duration, max_uses: u32, max_entries: usize) -> CacheLimits {
+        CacheLimits {
+            max_age,
+            max_uses,
+            max_entries,
+        }
+    }
+
+    async fn read(cache: &CachingKeyProvider, generated: &GeneratedKey, version: i32) {
+        let key = cache
+            .decrypt_data_key(&generated.wrapped, &context(version))
+            .await
+            .expect("unwrap");
+        assert_eq!(key.expose(), generated.plaintext.expose());
+    }
+
+    #[tokio::test]
+    async fn a_written_key_is_served_without_unwrapping_until_its_uses_run_out() {
+        let (cache, calls) = cache(limits(Duration::from_secs(60), 3, 10));
+        let generated = cache
+            .generate_data_key(&context(1))
+            .await
+            .expect("generate");
+        for _ in 0..3 {
+            read(&cache, &generated, 1).await;
+        }
+        assert_eq!(calls.get("Decrypt"), 0, "primed on write");
+        read(&cache, &generated, 1).await;
+        assert_eq!(calls.get("Decrypt"), 1, "a used-up entry is not served");
+    }
+
+    #[tokio::test]
+    async fn an_expired_key_is_never_served() {
+        let (cache, calls) = cache(limits(Duration::from_millis(50), 100, 10));
+        let generated = cache
+            .generate_data_key(&context(1))
+            .await
+            .expect("generate");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        read(&cache, &generated, 1).await;
+        assert_eq!(calls.get("Decrypt"), 1);
+    }
+
+    #[tokio::test]
+    async fn the_oldest_entry_makes_room() {
+        let (cache, calls) = cache(limits(Duration::from_secs(60), 100, 2));
+        let first = cache
+            .generate_data_key(&context(1))
+            .await
+            .expect("generate");
+        let second = cache
+            .generate_data_key(&context(2))
+            .await
+            .expect("generate");
+        let third = cache
+            .generate_data_key(&context(3))
+            .await
+            .expect("generate");
+        read(&cache, &second, 2).await;
+        read(&cache, &third, 3).await;
+        assert_eq!(calls.get("Decrypt"), 0);
+        read(&cache, &first, 1).await;
+        assert_eq!(calls.get("Decrypt"), 1, "the first entry was evicted");
+    }
+
+    #[tokio::test]
+    async fn a_wrong_context_is_not_answered_from_the_cache() {
+        let (cache, _) = cache(limits(Duration::from_secs(60), 100, 10));
+        let generated = cache
+            .generate_data_key(&context(1))
+            .await
+            .expect("generate");
+        let err = cache
+            .decrypt_data_key(&generated.wrapped, &context(2))
+            .await
+            .expect_err("bound to version 1");
+        assert!(matches!(err, KeyError::Integrity(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn zero_turns_the_cache_off() {
+        let (cache, calls) = cache(limits(Duration::ZERO, 100, 10));
+        let generated = cache
+            .generate_data_key(&context(1))
+            .await
+            .expect("generate");
+        read(&cache, &generated, 1).await;
+        read(&cache, &generated, 1).await;
+        assert_eq!(calls.get("Decrypt"), 2);
+    }
+}

@@ -221,13 +221,17 @@ pub async fn pins_of<C: ConnectionTrait>(
 pub async fn upsert(
     db: &DatabaseConnection,
     actor: &Actor,
-    spec: ResourceSpec,
+    mut spec: ResourceSpec,
 ) -> Result<resource::Model> {
     if spec.references.len() > MAX_REFERENCES {
         return Err(Error::bad_input(format!(
             "a resource has at most {MAX_REFERENCES} references"
         )));
     }
+    // The same secret at the same field twice is one reference.
+    let mut seen = HashSet::new();
+    spec.references
+        .retain(|r| seen.insert((r.secret_name.key(), r.field.as_str().to_owned())));
     let org_id = actor.org_id();
     let existing = resource::Entity::find()
         .filter(resource::Column::OrgId.eq(org_id))
@@ -678,4 +682,74 @@ pub async fn resolve_secrets(
             })
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(id: u128, current_version: i32) -> secret::Model {
+        let at = now();
+        secret::Model {
+            id: Uuid::from_u128(id),
+            org_id: Uuid::from_u128(100),
+            name: "HOOK_KEY".into(),
+            name_key: "hook_key".into(),
+            description: None,
+            current_version,
+            created_at: at,
+            updated_at: at,
+            created_by: None,
+            updated_by: None,
+        }
+    }
+
+    fn deployment(state: DeploymentState) -> deployment::Model {
+        deployment::Model {
+            id: Uuid::from_u128(7),
+            resource_id: Uuid::from_u128(8),
+            org_id: Uuid::from_u128(100),
+            state: state.as_str().into(),
+            deployed_at: now(),
+            deployed_by: None,
+            failed_at: None,
+            failure_reason: None,
+        }
+    }
+
+    fn pin(secret_id: u128, version: i32) -> deployment_pin::Model {
+        deployment_pin::Model {
+            id: Uuid::from_u128(9),
+            deployment_id: Uuid::from_u128(7),
+            org_id: Uuid::from_u128(100),
+            secret_id: Uuid::from_u128(secret_id),
+            secret_name: "HOOK_KEY".into(),
+            secret_name_key: "hook_key".into(),
+            version,
+            field: "sinks.alerts.hash_key".into(),
+        }
+    }
+
+    #[test]
+    fn dependent_states() {
+        use DependentState::*;
+        let active = deployment(DeploymentState::Active);
+        let failed = deployment(DeploymentState::Failed);
+        let current = secret(1, 3);
+        let cases = [
+            (Some(&current), Some(&active), Some(pin(1, 3)), UpToDate),
+            (Some(&current), Some(&active), Some(pin(1, 2)), Stale),
+            (Some(&current), None, None, NotDeployed),
+            // Deployed before this reference was added.
+            (Some(&current), Some(&active), None, NotDeployed),
+            (Some(&current), Some(&failed), Some(pin(1, 3)), Broken),
+            (None, None, None, Broken),
+            (None, Some(&failed), Some(pin(1, 3)), Broken),
+            // Deleted and re-created under the same name since the deployment.
+            (Some(&current), Some(&active), Some(pin(2, 3)), Broken),
+        ];
+        for (secret, deployment, pin, expected) in cases {
+            assert_eq!(dependent_state(secret, deployment, pin.as_ref()), expected);
+        }
+    }
 }
