@@ -434,7 +434,8 @@ pub async fn deploy(
     Ok((row, deployment, pins))
 }
 
-fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
+/// `items` without repeats, in first-seen order.
+fn unique<T: Clone + Eq + std::hash::Hash>(items: impl Iterator<Item = T>) -> Vec<T> {
     let mut seen = HashSet::new();
     items.filter(|i| seen.insert(i.clone())).collect()
 }
@@ -550,7 +551,7 @@ pub async fn fail_deployments_pinned_to<C: ConnectionTrait>(
     at: DateTime<Utc>,
     reason: &str,
 ) -> Result<Vec<Uuid>> {
-    let ids = unique_ids(
+    let ids = unique(
         deployment_pin::Entity::find()
             .inner_join(deployment::Entity)
             .filter(deployment_pin::Column::SecretId.eq(secret_id))
@@ -576,11 +577,6 @@ pub async fn fail_deployments_pinned_to<C: ConnectionTrait>(
             .await?;
     }
     Ok(ids)
-}
-
-fn unique_ids(ids: impl Iterator<Item = Uuid>) -> Vec<Uuid> {
-    let mut seen = HashSet::new();
-    ids.filter(|id| seen.insert(*id)).collect()
 }
 
 /// The dependents of one secret name.
