@@ -63,16 +63,29 @@ impl Providers {
         })
     }
 
+    fn local_provider(&self) -> Option<Arc<dyn KeyProvider>> {
+        self.local.clone().map(|p| p as Arc<dyn KeyProvider>)
+    }
+
+    fn aws_provider(&self) -> Option<Arc<dyn KeyProvider>> {
+        self.aws
+            .clone()
+            .map(|p| Arc::new(p) as Arc<dyn KeyProvider>)
+    }
+
+    /// Every configured provider.
+    pub fn all(&self) -> Vec<Arc<dyn KeyProvider>> {
+        self.local_provider()
+            .into_iter()
+            .chain(self.aws_provider())
+            .collect()
+    }
+
     /// All providers: the configured one makes new data keys, any of them unwraps.
     pub fn router(&self) -> Result<KeyRouter> {
-        let local = self.local.clone().map(|p| p as Arc<dyn KeyProvider>);
-        let aws = self
-            .aws
-            .clone()
-            .map(|p| Arc::new(p) as Arc<dyn KeyProvider>);
         let (active, other) = match self.kms {
-            KmsKind::Local => (local, aws),
-            KmsKind::Aws => (aws, local),
+            KmsKind::Local => (self.local_provider(), self.aws_provider()),
+            KmsKind::Aws => (self.aws_provider(), self.local_provider()),
         };
         let active = active
             .ok_or_else(|| Error::Internal("the configured key provider is missing".into()))?;
@@ -152,21 +165,7 @@ pub async fn rotate_keys(global: &GlobalArgs, args: &RotateKeysArgs) -> Result<(
             (Arc::new(target), arn)
         };
     // Unwrap with every configured provider, whichever wrapped the key.
-    let source = KeyRouter::new(
-        target.clone(),
-        providers
-            .local
-            .clone()
-            .map(|p| p as Arc<dyn KeyProvider>)
-            .into_iter()
-            .chain(
-                providers
-                    .aws
-                    .clone()
-                    .map(|p| Arc::new(p) as Arc<dyn KeyProvider>),
-            )
-            .collect(),
-    );
+    let source = KeyRouter::new(target.clone(), providers.all());
     tracing::info!(target = %target_key_id, "rotating data keys");
     let report = rotation::rotate(
         &db,
