@@ -590,6 +590,22 @@ pub async fn dependents<C: ConnectionTrait>(
     Ok(all.remove(&key).unwrap_or_default())
 }
 
+/// The deployed dependents of `secret` pinned to an older version than its current one:
+/// they need a redeploy to pick up the new value.
+pub async fn stale_dependents<C: ConnectionTrait>(
+    conn: &C,
+    secret: &secret::Model,
+) -> Result<Vec<Dependent>> {
+    let key = secret.name_key.clone();
+    let mut all = dependents_of(conn, secret.org_id, std::slice::from_ref(&key)).await?;
+    Ok(all
+        .remove(&key)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d.state == DependentState::Stale)
+        .collect())
+}
+
 /// A value served to a resource's runtime.
 #[derive(Debug)]
 pub struct ResolvedSecret {

@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use crate::{
     Error, Result,
-    crypto::{EncryptionContext, KeyError, KeyProvider, WrappedKey},
+    crypto::{EncryptionContext, KeyError, KeyProvider},
+    domain::secrets::wrapped_key_of,
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -89,10 +90,7 @@ async fn rewrap(
         secret_id: row.secret_id,
         version: row.version,
     };
-    let old = WrappedKey {
-        key_id: row.key_id.clone(),
-        blob: row.wrapped_key.clone(),
-    };
+    let old = wrapped_key_of(row);
     let data_key = source
         .decrypt_data_key(&old, &context)
         .await

@@ -167,14 +167,6 @@ pub async fn create(
     Ok(secret)
 }
 
-/// What an update did.
-#[derive(Debug)]
-pub struct Updated {
-    pub secret: secret::Model,
-    /// Deployed dependents now pinned to an older version: they need a redeploy.
-    pub stale_dependents: Vec<Dependent>,
-}
-
 /// Updates a secret's value (making a new version) and/or its description.
 pub async fn update(
     db: &DatabaseConnection,
@@ -182,7 +174,7 @@ pub async fn update(
     actor: &Actor,
     change: SecretUpdate,
     retention: u32,
-) -> Result<Updated> {
+) -> Result<secret::Model> {
     if change.value.is_none() && change.description.is_none() {
         return Err(Error::bad_input(
             "nothing to update: give a new `value`, a `description`, or both",
@@ -260,20 +252,12 @@ pub async fn update(
             Some(d) => d.map(Description::into_inner),
             None => current.description,
         };
-        let stale_dependents = resources::dependents(db, org_id, &change.name)
-            .await?
-            .into_iter()
-            .filter(|d| d.state == DependentState::Stale)
-            .collect();
-        return Ok(Updated {
-            secret: secret::Model {
-                current_version: next,
-                updated_at: at,
-                updated_by: Some(actor.principal.id),
-                description,
-                ..current
-            },
-            stale_dependents,
+        return Ok(secret::Model {
+            current_version: next,
+            updated_at: at,
+            updated_by: Some(actor.principal.id),
+            description,
+            ..current
         });
     }
     Err(Error::Internal(format!(
@@ -381,10 +365,26 @@ pub async fn delete(
     }));
     audit::record(&txn, actor, event).await?;
     txn.commit().await?;
+    // With the secret gone, every reference to it is broken.
+    let affected = affected
+        .into_iter()
+        .map(|d| Dependent {
+            state: DependentState::Broken,
+            ..d
+        })
+        .collect();
     Ok(DeleteOutcome {
         deleted: Some(secret),
-        affected: resources::dependents(db, org_id, name).await?,
+        affected,
     })
+}
+
+/// A version's data key as stored.
+pub(crate) fn wrapped_key_of(row: &secret_version::Model) -> WrappedKey {
+    WrappedKey {
+        key_id: row.key_id.clone(),
+        blob: row.wrapped_key.clone(),
+    }
 }
 
 /// Decrypts one stored version of `secret`. Any mismatch is an integrity error.
@@ -401,10 +401,7 @@ pub async fn decrypt_version(
     let stored = StoredEnvelope {
         ciphertext: &row.ciphertext,
         nonce: &row.nonce,
-        wrapped_key: WrappedKey {
-            key_id: row.key_id.clone(),
-            blob: row.wrapped_key.clone(),
-        },
+        wrapped_key: wrapped_key_of(row),
         scheme: &row.scheme,
     };
     let bytes = crypto::open(keys, &context, &stored).await?;

@@ -17,7 +17,7 @@ use super::{
     resources::{Dependent, dependents},
 };
 use crate::domain::{
-    Description, Role, SecretName, SecretValue,
+    Description, Role, SecretName, SecretValue, resources as resource_service,
     secrets::{self as service, ListFilter, NewSecret, SecretUpdate},
 };
 
@@ -268,10 +268,21 @@ pub struct UpdateSecretInput {
 }
 
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct UpdateSecretPayload {
     secret: Secret,
+}
+
+#[ComplexObject]
+impl UpdateSecretPayload {
     /// Deployed resources now pinned to an older version: redeploy them to pick it up.
-    stale_dependents: Vec<Dependent>,
+    /// Computed only when asked for.
+    async fn stale_dependents(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Dependent>> {
+        let stale = resource_service::stale_dependents(&app(ctx)?.db, &self.secret.row)
+            .await
+            .extend()?;
+        Ok(dependents(stale))
+    }
 }
 
 #[derive(InputObject)]
@@ -344,7 +355,7 @@ impl SecretMutation {
             expected_version: input.expected_version,
         };
         let data = app(ctx)?;
-        let updated = service::update(
+        let secret = service::update(
             &data.db,
             data.keys.as_ref(),
             &actor,
@@ -354,8 +365,7 @@ impl SecretMutation {
         .await
         .extend()?;
         Ok(UpdateSecretPayload {
-            secret: updated.secret.into(),
-            stale_dependents: dependents(updated.stale_dependents),
+            secret: secret.into(),
         })
     }
 
