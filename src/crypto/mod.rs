@@ -151,3 +151,33 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<Zeroizing<[u8; N]>, getra
     getrandom::fill(bytes.as_mut())?;
     Ok(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::{Engine, engine::general_purpose::STANDARD};
+
+    use super::*;
+    use crate::config::MasterKeyText;
+
+    /// No key material in `Debug` output, whatever the type.
+    #[test]
+    fn debug_output_is_redacted() {
+        let bytes = Zeroizing::new([0xAB; 32]);
+        let hex_fragment = "171, 171";
+        let data_key = DataKey::new(bytes);
+        let text = STANDARD.encode([0xAB; 32]);
+        let master = MasterKey::from_base64(&text).expect("key");
+        let configured = MasterKeyText::from(text.clone());
+        for printed in [
+            format!("{data_key:?}"),
+            format!("{master:?}"),
+            format!("{configured:?}"),
+        ] {
+            assert!(printed.contains("REDACTED"), "{printed}");
+            assert!(
+                !printed.contains(&text) && !printed.contains(hex_fragment),
+                "{printed}"
+            );
+        }
+    }
+}

@@ -373,5 +373,6 @@ mod tests {
         assert_eq!(a.expose_secret().len(), TOKEN_PREFIX.len() + TOKEN_BODY_LEN);
         assert_ne!(a.expose_secret(), b.expose_secret());
         assert_eq!(hash_token(a.expose_secret()).len(), 64);
+        assert!(!format!("{a:?}").contains(a.expose_secret()));
     }
 }
