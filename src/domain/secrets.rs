@@ -393,6 +393,9 @@ pub async fn decrypt_version(
     secret: &secret::Model,
     row: &secret_version::Model,
 ) -> Result<SecretValue> {
+    // Bound to the secret we looked up, not to the ids the version row claims: a version
+    // row moved under another secret fails here. (Rotation, which has no secret in hand,
+    // uses the row's ids; re-wrapping cannot reveal anything.)
     let context = EncryptionContext {
         org_id: secret.org_id,
         secret_id: secret.id,
