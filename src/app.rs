@@ -15,7 +15,7 @@ use crate::{
     db,
     domain::{identity, rotation},
     graphql::{self, AppData},
-    http::{self, AppState},
+    http::{self, AppState, KeyCheck, TokenRateLimiter},
     metrics::Metrics,
 };
 
@@ -44,6 +44,7 @@ impl Providers {
             (Some(key_id), _) => Some(
                 AwsKmsProvider::connect(
                     key_id.clone(),
+                    keys.kms_retired_key_ids.clone(),
                     keys.aws_settings(),
                     metrics.provider_calls("aws"),
                 )
@@ -71,14 +72,6 @@ impl Providers {
         self.aws
             .clone()
             .map(|p| Arc::new(p) as Arc<dyn KeyProvider>)
-    }
-
-    /// Every configured provider.
-    pub fn all(&self) -> Vec<Arc<dyn KeyProvider>> {
-        self.local_provider()
-            .into_iter()
-            .chain(self.aws_provider())
-            .collect()
     }
 
     /// All providers: the configured one makes new data keys, any of them unwraps.
@@ -129,9 +122,15 @@ pub async fn key_provider(
     db: &DatabaseConnection,
     metrics: &Metrics,
 ) -> Result<Arc<dyn KeyProvider>> {
-    let router = Providers::load(keys, db, metrics).await?.router()?;
-    if let Err(e) = router.health().await {
+    let providers = Providers::load(keys, db, metrics).await?;
+    if let Some(aws) = &providers.aws
+        && let Err(e) = aws.allowed_key_arns().await
+    {
         // Start anyway: reads of cached keys and metadata work, and /readyz tells.
+        tracing::warn!(error = %e, "cannot resolve the configured KMS keys at start");
+    }
+    let router = providers.router()?;
+    if let Err(e) = router.health().await {
         tracing::warn!(error = %e, "the key provider is not reachable at start");
     }
     Ok(Arc::new(CachingKeyProvider::new(
@@ -164,8 +163,9 @@ pub async fn rotate_keys(global: &GlobalArgs, args: &RotateKeysArgs) -> Result<(
             let arn = target.key_arn().await?;
             (Arc::new(target), arn)
         };
-    // Unwrap with every configured provider, whichever wrapped the key.
-    let source = KeyRouter::new(target.clone(), providers.all());
+    // Unwrap with the configured providers, each data key by the one that wrapped it (and,
+    // for AWS, only under the configured active and retired keys).
+    let source = providers.router()?;
     tracing::info!(target = %target_key_id, "rotating data keys");
     let report = rotation::rotate(
         &db,
@@ -230,6 +230,8 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         data,
         limits: args.limits.clone(),
         metrics,
+        rate_limiter: TokenRateLimiter::new(args.limits.rate_limit),
+        key_check: KeyCheck::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

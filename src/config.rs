@@ -1,7 +1,7 @@
 //! Command line and environment configuration. Every option is a flag with a
 //! `STRONGROOM_*` environment variable (the database URL uses the conventional
 //! `DATABASE_URL`), a default and a line of help; the README lists them all.
-use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+use std::{fmt, net::SocketAddr, num::NonZeroU32, path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use zeroize::Zeroizing;
@@ -123,6 +123,16 @@ pub struct KeyArgs {
     /// SDK's standard environment and files.
     #[arg(long, env = "STRONGROOM_KMS_KEY_ID", global = true)]
     pub kms_key_id: Option<String>,
+    /// AWS provider: older KMS keys (ids, aliases or ARNs, comma-separated) whose data keys
+    /// may still be unwrapped while `rotate-keys` moves them to STRONGROOM_KMS_KEY_ID. A
+    /// stored data key naming any other KMS key is refused (`INTEGRITY_ERROR`).
+    #[arg(
+        long,
+        env = "STRONGROOM_KMS_RETIRED_KEY_IDS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub kms_retired_key_ids: Vec<String>,
     /// AWS provider: TCP connect timeout, milliseconds.
     #[arg(
         long,
@@ -241,6 +251,12 @@ pub struct Limits {
     /// Maximum recursive depth while parsing (nested lists, objects, fragments).
     #[arg(long, env = "STRONGROOM_MAX_RECURSIVE_DEPTH", default_value_t = 32)]
     pub max_recursive_depth: usize,
+    /// Maximum aliases in one operation (fragments count each time they are spread).
+    #[arg(long, env = "STRONGROOM_MAX_ALIASES", default_value_t = 15)]
+    pub max_aliases: usize,
+    /// Maximum root fields in one operation.
+    #[arg(long, env = "STRONGROOM_MAX_ROOT_FIELDS", default_value_t = 10)]
+    pub max_root_fields: usize,
     /// Maximum directives on one field.
     #[arg(long, env = "STRONGROOM_MAX_DIRECTIVES", default_value_t = 4)]
     pub max_directives: usize,
@@ -250,6 +266,43 @@ pub struct Limits {
     /// Maximum HTTP request body size in bytes.
     #[arg(long, env = "STRONGROOM_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Seconds a `/graphql` request may take before it is abandoned (`TIMEOUT`).
+    #[arg(long, env = "STRONGROOM_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_secs: u64,
+    /// `/graphql` requests served at once; more are refused at once (`OVERLOADED`, 503).
+    #[arg(long, env = "STRONGROOM_MAX_CONCURRENT_REQUESTS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_concurrent_requests: u64,
+    /// Per-token rate limit: `RATE` or `RATE:BURST` operations per second (a batch counts
+    /// each operation); `off` (the default) turns it off. Each replica counts on its own.
+    #[arg(long, env = "STRONGROOM_RATE_LIMIT", default_value = "off")]
+    pub rate_limit: RateLimit,
+}
+
+/// `STRONGROOM_RATE_LIMIT`: operations per second per token, and the burst allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimit {
+    Off,
+    PerSecond { rate: NonZeroU32, burst: NonZeroU32 },
+}
+
+impl FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(Self::Off);
+        }
+        let number = |part: &str| {
+            part.trim().parse::<NonZeroU32>().map_err(|_| {
+                format!("{text:?}: give `RATE` or `RATE:BURST` (whole numbers above 0), or `off`")
+            })
+        };
+        let (rate, burst) = match text.split_once(':') {
+            Some((rate, burst)) => (number(rate)?, number(burst)?),
+            None => (number(text)?, number(text)?),
+        };
+        Ok(Self::PerSecond { rate, burst })
+    }
 }
 
 impl Default for Limits {
@@ -260,6 +313,25 @@ impl Default for Limits {
             limits: Limits,
         }
         Defaults::parse_from(["strongroom"]).limits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_parse() {
+        let per = |rate: u32, burst: u32| RateLimit::PerSecond {
+            rate: NonZeroU32::new(rate).expect("non-zero"),
+            burst: NonZeroU32::new(burst).expect("non-zero"),
+        };
+        assert_eq!("off".parse(), Ok(RateLimit::Off));
+        assert_eq!("20".parse(), Ok(per(20, 20)));
+        assert_eq!("20:50".parse(), Ok(per(20, 50)));
+        for bad in ["", "0", "-1", "20:", "x:1", "1.5"] {
+            assert!(bad.parse::<RateLimit>().is_err(), "{bad:?}");
+        }
     }
 }
 

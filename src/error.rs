@@ -24,6 +24,11 @@ pub enum Error {
     HasDependents(Vec<crate::domain::resources::Dependent>),
     #[error("version conflict: expected version {expected}, but the current version is {current}")]
     VersionConflict { expected: i32, current: i32 },
+    /// An update without `expectedVersion` lost every race for the secret to other writers.
+    #[error(
+        "the secret kept changing while this update was prepared (it is now at version {current}); nothing was changed: retry"
+    )]
+    UpdateContended { current: i32 },
     /// The key provider could not be reached or did not answer in time.
     #[error("key provider unavailable: {0}")]
     KmsUnavailable(String),
@@ -56,7 +61,7 @@ impl Error {
             Self::AlreadyExists(_) => "ALREADY_EXISTS",
             Self::MissingSecrets(_) => "MISSING_SECRETS",
             Self::HasDependents(_) => "HAS_DEPENDENTS",
-            Self::VersionConflict { .. } => "VERSION_CONFLICT",
+            Self::VersionConflict { .. } | Self::UpdateContended { .. } => "VERSION_CONFLICT",
             Self::KmsUnavailable(_) => "KMS_UNAVAILABLE",
             Self::Integrity(_) => "INTEGRITY_ERROR",
             Self::Db(_) | Self::Internal(_) => "INTERNAL_SERVER_ERROR",

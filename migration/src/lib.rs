@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_init;
 mod m20261127_000002_dependents;
+mod m20261128_000003_one_current_deployment;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_init::Migration),
             Box::new(m20261127_000002_dependents::Migration),
+            Box::new(m20261128_000003_one_current_deployment::Migration),
         ]
     }
 }

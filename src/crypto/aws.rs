@@ -2,7 +2,12 @@
 //! SDK's standard chain (so `AWS_ENDPOINT_URL_KMS` points it at an emulator). The client
 //! is built once and shared; every call has connect, per-attempt and whole-operation
 //! timeouts, because the SDK has none by default and a hung KMS would hang requests.
-use std::{collections::HashMap, fmt, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    sync::Arc,
+    time::Duration,
+};
 
 use async_trait::async_trait;
 use aws_config::{BehaviorVersion, retry::RetryConfig, timeout::TimeoutConfig};
@@ -12,6 +17,7 @@ use aws_sdk_kms::{
     primitives::Blob,
     types::{DataKeySpec, KeyState},
 };
+use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
 use super::{DataKey, EncryptionContext, GeneratedKey, KeyError, KeyProvider, WrappedKey};
@@ -27,10 +33,18 @@ pub struct AwsSettings {
 }
 
 /// Data keys from AWS KMS under one KMS key (id, alias or ARN).
+///
+/// `Decrypt` is only ever asked of the keys it is configured with: the active key and the
+/// retired ones (still being rotated away from), resolved to key ARNs (what a stored
+/// version records) on first use. A row naming any other key — planted or copied from
+/// elsewhere — is an integrity error before KMS is called: otherwise a key that someone
+/// else controls, and that our role may use, could choose the plaintext we serve.
 #[derive(Clone)]
 pub struct AwsKmsProvider {
     client: Client,
     key_id: String,
+    retired_key_ids: Vec<String>,
+    allowed: Arc<OnceCell<HashSet<String>>>,
     calls: ProviderCalls,
 }
 
@@ -85,20 +99,22 @@ where
 /// Moves a plaintext data key out of an SDK blob into zeroizing storage.
 fn take_data_key(blob: Option<Blob>) -> Result<DataKey, KeyError> {
     let bytes = Zeroizing::new(blob.map(Blob::into_inner).unwrap_or_default());
-    if bytes.len() != 32 {
-        return Err(KeyError::Integrity(format!(
+    DataKey::from_slice(&bytes).ok_or_else(|| {
+        KeyError::Integrity(format!(
             "KMS returned a {}-byte data key; expected 32",
             bytes.len()
-        )));
-    }
-    let mut key = Zeroizing::new([0u8; 32]);
-    key.copy_from_slice(&bytes);
-    Ok(DataKey::new(key))
+        ))
+    })
 }
 
 impl AwsKmsProvider {
     /// Builds the shared client from the SDK's standard configuration chain.
-    pub async fn connect(key_id: String, settings: AwsSettings, calls: ProviderCalls) -> Self {
+    pub async fn connect(
+        key_id: String,
+        retired_key_ids: Vec<String>,
+        settings: AwsSettings,
+        calls: ProviderCalls,
+    ) -> Self {
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(settings.connect_timeout)
             .operation_attempt_timeout(settings.attempt_timeout)
@@ -112,6 +128,8 @@ impl AwsKmsProvider {
         Self {
             client: Client::new(&config),
             key_id,
+            retired_key_ids,
+            allowed: Arc::default(),
             calls,
         }
     }
@@ -120,27 +138,32 @@ impl AwsKmsProvider {
     pub fn with_key(&self, key_id: String) -> Self {
         Self {
             key_id,
+            allowed: Arc::default(),
             ..self.clone()
         }
     }
 
     /// The ARN of the configured key (what KMS records as the wrapping key).
     pub async fn key_arn(&self) -> Result<String, KeyError> {
+        self.describe(&self.key_id, true).await
+    }
+
+    /// The ARN of `key_id` (an id, alias or ARN); with `enabled`, only if it is enabled.
+    async fn describe(&self, key_id: &str, enabled: bool) -> Result<String, KeyError> {
         self.calls.count("DescribeKey");
         let output = self
             .client
             .describe_key()
-            .key_id(&self.key_id)
+            .key_id(key_id)
             .send()
             .await
             .map_err(|e| classify("DescribeKey", &e))?;
         let metadata = output
             .key_metadata()
             .ok_or_else(|| KeyError::Provider("DescribeKey returned no metadata".into()))?;
-        if metadata.key_state() != Some(&KeyState::Enabled) {
+        if enabled && metadata.key_state() != Some(&KeyState::Enabled) {
             return Err(KeyError::Unavailable(format!(
-                "KMS key {} is not enabled ({:?})",
-                self.key_id,
+                "KMS key {key_id} is not enabled ({:?})",
                 metadata.key_state()
             )));
         }
@@ -148,6 +171,22 @@ impl AwsKmsProvider {
             .arn()
             .map(str::to_owned)
             .ok_or_else(|| KeyError::Provider("DescribeKey returned no ARN".into()))
+    }
+
+    /// The ARNs `Decrypt` may name: the active key's and the retired keys'. Resolved once;
+    /// a failed resolution (KMS unreachable) is retried on the next call.
+    pub async fn allowed_key_arns(&self) -> Result<&HashSet<String>, KeyError> {
+        self.allowed
+            .get_or_try_init(|| async {
+                let mut arns = HashSet::new();
+                for key_id in std::iter::once(&self.key_id).chain(&self.retired_key_ids) {
+                    // A retired key may be disabled already; it must still be ours.
+                    arns.insert(self.describe(key_id, false).await?);
+                }
+                tracing::info!(keys = ?arns, "KMS keys this server unwraps data keys with");
+                Ok(arns)
+            })
+            .await
     }
 }
 
@@ -227,6 +266,13 @@ impl KeyProvider for AwsKmsProvider {
         wrapped: &WrappedKey,
         context: &EncryptionContext,
     ) -> Result<DataKey, KeyError> {
+        if !self.allowed_key_arns().await?.contains(&wrapped.key_id) {
+            return Err(KeyError::Integrity(format!(
+                "a stored data key names KMS key {}, which is neither STRONGROOM_KMS_KEY_ID \
+                 nor one of STRONGROOM_KMS_RETIRED_KEY_IDS",
+                wrapped.key_id
+            )));
+        }
         self.calls.count("Decrypt");
         // Naming the key that wrapped the blob is AWS's recommendation for symmetric keys.
         let mut output = self

@@ -34,8 +34,8 @@ impl fmt::Debug for MasterKey {
 
 impl MasterKey {
     pub fn generate() -> Result<Self> {
-        let bytes = random_bytes::<32>().map_err(|e| Error::Internal(format!("rng: {e}")))?;
-        Ok(Self::from_bytes(bytes))
+        let key = DataKey::generate().map_err(|e| Error::Internal(format!("rng: {e}")))?;
+        Ok(Self::from_key(key))
     }
 
     /// Parses a base64-encoded 32-byte key.
@@ -45,20 +45,20 @@ impl MasterKey {
                 .decode(text.trim())
                 .map_err(|_| Error::bad_input("the master key is not valid base64"))?,
         );
-        let bytes = to_key_bytes(&decoded)
+        let key = DataKey::from_slice(&decoded)
             .ok_or_else(|| Error::bad_input("the master key must be 32 bytes (base64-encoded)"))?;
-        Ok(Self::from_bytes(bytes))
+        Ok(Self::from_key(key))
     }
 
-    fn from_bytes(bytes: Zeroizing<[u8; 32]>) -> Self {
+    fn from_key(key: DataKey) -> Self {
         let digest = Sha256::new()
             .chain_update(b"strongroom local master key id\0")
-            .chain_update(bytes.as_ref())
+            .chain_update(key.expose())
             .finalize();
         let fingerprint: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
         Self {
             id: format!("{KEY_ID_PREFIX}{fingerprint}"),
-            key: DataKey::new(bytes),
+            key,
         }
     }
 
@@ -120,15 +120,6 @@ impl MasterKey {
             })?;
         Ok(key)
     }
-}
-
-/// Copies 32 bytes straight into zeroizing storage (no stray copy on the stack).
-fn to_key_bytes(bytes: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
-    let mut key = Zeroizing::new([0u8; 32]);
-    (bytes.len() == 32).then(|| {
-        key.copy_from_slice(bytes);
-        key
-    })
 }
 
 fn warn_if_readable_by_others(path: &Path) {
@@ -226,9 +217,7 @@ impl KeyProvider for LocalKeyProvider {
         context: &EncryptionContext,
     ) -> Result<GeneratedKey, KeyError> {
         self.calls.count("GenerateDataKey");
-        let plaintext = DataKey::new(
-            random_bytes::<32>().map_err(|e| KeyError::Provider(format!("rng: {e}")))?,
-        );
+        let plaintext = DataKey::generate().map_err(|e| KeyError::Provider(format!("rng: {e}")))?;
         let wrapped = self.wrap(&plaintext, context)?;
         Ok(GeneratedKey { plaintext, wrapped })
     }
@@ -259,9 +248,8 @@ impl KeyProvider for LocalKeyProvider {
         }
         let (nonce, sealed) = wrapped.blob.split_at(12);
         let opened = aead_open(&master.key, nonce, &Self::wrapping_aad(context), sealed)?;
-        let bytes = to_key_bytes(&opened)
-            .ok_or_else(|| KeyError::Integrity("unwrapped data key is not 32 bytes".into()))?;
-        Ok(DataKey::new(bytes))
+        DataKey::from_slice(&opened)
+            .ok_or_else(|| KeyError::Integrity("unwrapped data key is not 32 bytes".into()))
     }
 
     async fn health(&self) -> Result<(), KeyError> {

@@ -12,7 +12,7 @@ mod local;
 mod router;
 
 use async_trait::async_trait;
-use std::fmt;
+use std::{fmt, sync::Arc};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
@@ -50,13 +50,38 @@ impl EncryptionContext {
     }
 }
 
-/// A plaintext 256-bit data key. Zeroized on drop; `Debug` is redacted.
+/// A plaintext 256-bit data key. The bytes live in one heap allocation, written in place
+/// and zeroized when the last holder drops it: clones (the data key cache's, a reader's)
+/// share it, and a map that grows moves only the pointer, never a copy of the key.
+/// `Debug` is redacted.
 #[derive(Clone)]
-pub struct DataKey(Zeroizing<[u8; 32]>);
+pub struct DataKey(Arc<Zeroizing<[u8; 32]>>);
 
 impl DataKey {
-    pub fn new(bytes: Zeroizing<[u8; 32]>) -> Self {
-        Self(bytes)
+    /// A fresh random key.
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        Self::filled(|bytes| getrandom::fill(bytes))
+    }
+
+    /// A key from exactly 32 bytes, or `None`.
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != 32 {
+            return None;
+        }
+        Self::filled(|key| {
+            key.copy_from_slice(bytes);
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .ok()
+    }
+
+    fn filled<E>(fill: impl FnOnce(&mut [u8; 32]) -> Result<(), E>) -> Result<Self, E> {
+        let mut key = Arc::new(Zeroizing::new([0u8; 32]));
+        // A fresh `Arc` has one owner, so this always writes in place.
+        if let Some(bytes) = Arc::get_mut(&mut key) {
+            fill(bytes)?;
+        }
+        Ok(Self(key))
     }
 
     pub fn expose(&self) -> &[u8; 32] {
@@ -162,9 +187,8 @@ mod tests {
     /// No key material in `Debug` output, whatever the type.
     #[test]
     fn debug_output_is_redacted() {
-        let bytes = Zeroizing::new([0xAB; 32]);
         let hex_fragment = "171, 171";
-        let data_key = DataKey::new(bytes);
+        let data_key = DataKey::from_slice(&[0xAB; 32]).expect("32 bytes");
         let text = STANDARD.encode([0xAB; 32]);
         let master = MasterKey::from_base64(&text).expect("key");
         let configured = MasterKeyText::from(text.clone());

@@ -5,7 +5,9 @@
 use std::borrow::Cow;
 
 use entity::audit_event;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+};
 use uuid::Uuid;
 
 use super::{Actor, Natural, Page, PageRequest, Principal};
@@ -114,6 +116,18 @@ pub async fn record_for<C: ConnectionTrait>(
     request_id: Option<&str>,
     event: Event,
 ) -> Result<()> {
+    audit_event::Entity::insert(row(org_id, principal_id, request_id, event))
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+fn row(
+    org_id: Uuid,
+    principal_id: Option<Uuid>,
+    request_id: Option<&str>,
+    event: Event,
+) -> audit_event::ActiveModel {
     let (target_kind, target_id, target_name) = match event.target {
         Some(t) => (
             Some(t.kind.to_owned()),
@@ -122,7 +136,7 @@ pub async fn record_for<C: ConnectionTrait>(
         ),
         None => (None, None, None),
     };
-    let row = audit_event::ActiveModel {
+    audit_event::ActiveModel {
         id: Set(Uuid::now_v7()),
         org_id: Set(org_id),
         occurred_at: Set(super::now()),
@@ -134,11 +148,7 @@ pub async fn record_for<C: ConnectionTrait>(
         target_id: Set(target_id),
         target_name: Set(target_name),
         detail: Set(event.detail),
-    };
-    audit_event::Entity::insert(row)
-        .exec_without_returning(conn)
-        .await?;
-    Ok(())
+    }
 }
 
 /// Records `event` as performed by `actor`.
@@ -153,27 +163,61 @@ pub async fn record<C: ConnectionTrait>(conn: &C, actor: &Actor, event: Event) -
     .await
 }
 
-/// Records that `principal` was refused `action` (a GraphQL field) by a guard.
-pub async fn record_denied<C: ConnectionTrait>(
+/// Audit rows written for the refusals of one request, at most: one per refused field,
+/// the last one folding in every field beyond.
+pub const MAX_DENIAL_ROWS: usize = 5;
+
+/// Records that `principal` was refused `fields` (GraphQL fields, with how many times each)
+/// by guards during one request: a row per field with its count, at most
+/// [`MAX_DENIAL_ROWS`] rows, in one statement.
+pub async fn record_denials<C: ConnectionTrait>(
     conn: &C,
     principal: &Principal,
     request_id: Option<&str>,
-    action: &str,
+    fields: &[(String, u64)],
 ) -> Result<()> {
-    let event = Event {
-        action: Cow::Owned(action.to_owned()),
+    let role = principal.role.as_str();
+    let denial = |action: String, detail: serde_json::Value| Event {
+        action: Cow::Owned(action),
         outcome: Outcome::Denied,
         target: None,
-        detail: Some(serde_json::json!({ "role": principal.role.as_str() })),
+        detail: Some(detail),
     };
-    record_for(
-        conn,
-        principal.org_id,
-        Some(principal.id),
-        request_id,
-        event,
-    )
-    .await
+    let (own_rows, folded) = if fields.len() > MAX_DENIAL_ROWS {
+        fields.split_at(MAX_DENIAL_ROWS - 1)
+    } else {
+        (fields, &[][..])
+    };
+    let mut events: Vec<Event> = own_rows
+        .iter()
+        .map(|(field, count)| {
+            denial(
+                field.clone(),
+                serde_json::json!({ "role": role, "count": count }),
+            )
+        })
+        .collect();
+    if !folded.is_empty() {
+        let counts: serde_json::Map<String, serde_json::Value> = folded
+            .iter()
+            .map(|(field, count)| (field.clone(), (*count).into()))
+            .collect();
+        let total: u64 = folded.iter().map(|(_, count)| count).sum();
+        events.push(denial(
+            "other_fields".to_owned(),
+            serde_json::json!({ "role": role, "count": total, "fields": counts }),
+        ));
+    }
+    let rows: Vec<audit_event::ActiveModel> = events
+        .into_iter()
+        .map(|event| row(principal.org_id, Some(principal.id), request_id, event))
+        .collect();
+    if !rows.is_empty() {
+        audit_event::Entity::insert_many(rows)
+            .exec_without_returning(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Filters for listing events; all optional, combined with AND.
@@ -184,13 +228,7 @@ pub struct Filter {
     pub target_name: Option<String>,
 }
 
-/// Events of `org_id`, newest first; the cursor is the event id (UUIDv7, time-ordered).
-pub async fn list<C: ConnectionTrait>(
-    conn: &C,
-    org_id: Uuid,
-    filter: &Filter,
-    page: &PageRequest<Uuid>,
-) -> Result<Page<audit_event::Model>> {
+fn filtered(org_id: Uuid, filter: &Filter) -> sea_orm::Select<audit_event::Entity> {
     let mut query = audit_event::Entity::find().filter(audit_event::Column::OrgId.eq(org_id));
     if let Some(action) = &filter.action {
         query = query.filter(audit_event::Column::Action.eq(action.as_str()));
@@ -201,6 +239,21 @@ pub async fn list<C: ConnectionTrait>(
     if let Some(name) = &filter.target_name {
         query = query.filter(audit_event::Column::TargetName.eq(name.as_str()));
     }
+    query
+}
+
+/// Events of `org_id`, newest first; the cursor is the event id (UUIDv7, time-ordered).
+pub async fn list<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    filter: &Filter,
+    page: &PageRequest<Uuid>,
+) -> Result<Page<audit_event::Model>> {
+    let query = filtered(org_id, filter);
     page.fetch(conn, query, audit_event::Column::Id, Natural::Descending)
         .await
+}
+
+pub async fn count<C: ConnectionTrait>(conn: &C, org_id: Uuid, filter: &Filter) -> Result<u64> {
+    Ok(filtered(org_id, filter).count(conn).await?)
 }

@@ -9,8 +9,8 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use entity::{api_token, organization, principal};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, SqlErr, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr,
 };
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -54,10 +54,6 @@ fn mint() -> Result<SecretString> {
         "{TOKEN_PREFIX}{}",
         URL_SAFE_NO_PAD.encode(bytes.as_ref())
     )))
-}
-
-fn is_unique_violation(err: &DbErr) -> bool {
-    matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
 /// Mints a token for `principal` and inserts its record on `conn`.
@@ -107,7 +103,7 @@ pub async fn bootstrap(
         ));
     }
     let admin_name = PrincipalName::parse(admin_name)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let org = match organization::Entity::find()
         .filter(organization::Column::Name.eq(org_name))
         .one(&txn)
@@ -159,9 +155,16 @@ pub async fn bootstrap(
     Ok((org, admin, issued))
 }
 
+/// A principal, and the token it presented.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    pub principal: Principal,
+    pub token_id: Uuid,
+}
+
 /// The principal a bearer token belongs to, if the token is valid, unrevoked and
 /// unexpired.
-pub async fn authenticate(db: &DatabaseConnection, token: &str) -> Result<Option<Principal>> {
+pub async fn authenticate(db: &DatabaseConnection, token: &str) -> Result<Option<Authenticated>> {
     let well_formed =
         token.len() == TOKEN_PREFIX.len() + TOKEN_BODY_LEN && token.starts_with(TOKEN_PREFIX);
     if !well_formed {
@@ -179,7 +182,10 @@ pub async fn authenticate(db: &DatabaseConnection, token: &str) -> Result<Option
     if record.revoked_at.is_some() || record.expires_at.is_some_and(|at| at <= now) {
         return Ok(None);
     }
-    Principal::try_from(principal).map(Some)
+    Ok(Some(Authenticated {
+        principal: Principal::try_from(principal)?,
+        token_id: record.id,
+    }))
 }
 
 /// A principal of the actor's organization.
@@ -223,7 +229,7 @@ pub async fn create_service_account(
     role: Role,
 ) -> Result<(principal::Model, IssuedToken)> {
     let name = PrincipalName::parse(name)?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let account = principal::ActiveModel {
         id: Set(Uuid::now_v7()),
         org_id: Set(actor.org_id()),
@@ -235,7 +241,7 @@ pub async fn create_service_account(
     .insert(&txn)
     .await
     .map_err(|e| {
-        if is_unique_violation(&e) {
+        if crate::db::is_unique_violation(&e) {
             Error::AlreadyExists(format!("a principal named {}", name.as_str()))
         } else {
             e.into()
@@ -275,7 +281,7 @@ pub async fn create_token(
     let owner = find_principal(db, actor.org_id(), principal_id)
         .await?
         .ok_or_else(|| Error::not_found("principal"))?;
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let issued = issue(
         &txn,
         &owner,
@@ -297,7 +303,7 @@ pub async fn revoke_token(
     actor: &Actor,
     token_id: Uuid,
 ) -> Result<api_token::Model> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let revoked = api_token::Entity::update_many()
         .col_expr(api_token::Column::RevokedAt, Expr::value(super::now()))
         .filter(api_token::Column::Id.eq(token_id))
@@ -322,15 +328,35 @@ pub async fn revoke_token(
     Ok(record)
 }
 
+fn principals_of(org_id: Uuid) -> sea_orm::Select<principal::Entity> {
+    principal::Entity::find().filter(principal::Column::OrgId.eq(org_id))
+}
+
 /// The organization's principals, oldest first; the cursor is the id.
 pub async fn list_principals<C: ConnectionTrait>(
     conn: &C,
     org_id: Uuid,
     page: &PageRequest<Uuid>,
 ) -> Result<Page<principal::Model>> {
-    let query = principal::Entity::find().filter(principal::Column::OrgId.eq(org_id));
-    page.fetch(conn, query, principal::Column::Id, Natural::Ascending)
-        .await
+    page.fetch(
+        conn,
+        principals_of(org_id),
+        principal::Column::Id,
+        Natural::Ascending,
+    )
+    .await
+}
+
+pub async fn count_principals<C: ConnectionTrait>(conn: &C, org_id: Uuid) -> Result<u64> {
+    Ok(principals_of(org_id).count(conn).await?)
+}
+
+fn tokens_of(org_id: Uuid, principal_id: Option<Uuid>) -> sea_orm::Select<api_token::Entity> {
+    let query = api_token::Entity::find().filter(api_token::Column::OrgId.eq(org_id));
+    match principal_id {
+        Some(principal_id) => query.filter(api_token::Column::PrincipalId.eq(principal_id)),
+        None => query,
+    }
 }
 
 /// The organization's API tokens (revoked and expired ones included), newest first,
@@ -341,12 +367,17 @@ pub async fn list_tokens<C: ConnectionTrait>(
     principal_id: Option<Uuid>,
     page: &PageRequest<Uuid>,
 ) -> Result<Page<api_token::Model>> {
-    let mut query = api_token::Entity::find().filter(api_token::Column::OrgId.eq(org_id));
-    if let Some(principal_id) = principal_id {
-        query = query.filter(api_token::Column::PrincipalId.eq(principal_id));
-    }
+    let query = tokens_of(org_id, principal_id);
     page.fetch(conn, query, api_token::Column::Id, Natural::Descending)
         .await
+}
+
+pub async fn count_tokens<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    principal_id: Option<Uuid>,
+) -> Result<u64> {
+    Ok(tokens_of(org_id, principal_id).count(conn).await?)
 }
 
 /// A token of the actor's organization.

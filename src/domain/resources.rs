@@ -8,10 +8,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use entity::{deployment, deployment_pin, resource, resource_reference, secret, secret_version};
+use entity::{deployment, deployment_pin, resource, resource_reference, secret};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QuerySelect,
+    sea_query::{Expr, Query},
 };
 use uuid::Uuid;
 
@@ -21,7 +24,7 @@ use super::{
     audit::{self, Event, Target},
     now, secrets,
 };
-use crate::{Error, Result, crypto::KeyProvider};
+use crate::{Error, Result, crypto::KeyProvider, db};
 
 /// At most this many references per resource.
 pub const MAX_REFERENCES: usize = 100;
@@ -232,21 +235,41 @@ pub async fn upsert(
     let mut seen = HashSet::new();
     spec.references
         .retain(|r| seen.insert((r.secret_name.key(), r.field.as_str().to_owned())));
+    // Two clients creating the same resource at once: the second INSERT meets the unique
+    // index after the first commits; the retry finds the row and replaces it.
+    match upsert_once(db, actor, &spec).await? {
+        Some(row) => Ok(row),
+        None => upsert_once(db, actor, &spec).await?.ok_or_else(|| {
+            Error::AlreadyExists(format!(
+                "{} {} (created and deleted concurrently; retry to replace it)",
+                spec.kind.as_str(),
+                spec.name.as_str()
+            ))
+        }),
+    }
+}
+
+/// One attempt at an upsert; `None` when a concurrent create of the same resource won.
+async fn upsert_once(
+    db: &DatabaseConnection,
+    actor: &Actor,
+    spec: &ResourceSpec,
+) -> Result<Option<resource::Model>> {
     let org_id = actor.org_id();
+    let at = now();
+    let description = spec.description.clone().map(Description::into_inner);
+    let txn = db::begin_write(db).await?;
+    // Locked: a deploy of this resource reads its references under the same lock.
     let existing = resource::Entity::find()
         .filter(resource::Column::OrgId.eq(org_id))
         .filter(resource::Column::Kind.eq(spec.kind.as_str()))
         .filter(resource::Column::Name.eq(spec.name.as_str()))
-        .one(db)
+        .lock_exclusive()
+        .one(&txn)
         .await?;
-    let at = now();
-    let description = spec.description.map(Description::into_inner);
-    let txn = db.begin().await?;
-    // Write first (see `secrets`): an UPDATE of the existing row, or an INSERT. Two
-    // clients creating the same resource at once: one gets ALREADY_EXISTS and may retry.
     let row = match existing {
         Some(row) => {
-            let updated = resource::Entity::update_many()
+            resource::Entity::update_many()
                 .col_expr(
                     resource::Column::Description,
                     Expr::value(description.clone()),
@@ -259,9 +282,6 @@ pub async fn upsert(
                 .filter(resource::Column::Id.eq(row.id))
                 .exec(&txn)
                 .await?;
-            if updated.rows_affected == 0 {
-                return Err(Error::not_found("resource"));
-            }
             resource_reference::Entity::delete_many()
                 .filter(resource_reference::Column::ResourceId.eq(row.id))
                 .exec(&txn)
@@ -273,27 +293,26 @@ pub async fn upsert(
                 ..row
             }
         }
-        None => resource::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            org_id: Set(org_id),
-            kind: Set(spec.kind.as_str().to_owned()),
-            name: Set(spec.name.as_str().to_owned()),
-            description: Set(description),
-            created_at: Set(at),
-            updated_at: Set(at),
-            created_by: Set(Some(actor.principal.id)),
-            updated_by: Set(Some(actor.principal.id)),
+        None => {
+            let inserted = resource::ActiveModel {
+                id: Set(Uuid::now_v7()),
+                org_id: Set(org_id),
+                kind: Set(spec.kind.as_str().to_owned()),
+                name: Set(spec.name.as_str().to_owned()),
+                description: Set(description),
+                created_at: Set(at),
+                updated_at: Set(at),
+                created_by: Set(Some(actor.principal.id)),
+                updated_by: Set(Some(actor.principal.id)),
+            }
+            .insert(&txn)
+            .await;
+            match inserted {
+                Ok(row) => row,
+                Err(e) if db::is_unique_violation(&e) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
         }
-        .insert(&txn)
-        .await
-        .map_err(|e| match e.sql_err() {
-            Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) => Error::AlreadyExists(format!(
-                "{} {} (created concurrently; retry to replace it)",
-                spec.kind.as_str(),
-                spec.name.as_str()
-            )),
-            _ => e.into(),
-        })?,
     };
     let references = spec
         .references
@@ -320,13 +339,13 @@ pub async fn upsert(
         }));
     audit::record(&txn, actor, event).await?;
     txn.commit().await?;
-    Ok(row)
+    Ok(Some(row))
 }
 
 /// Deletes a resource with its references and deployments.
 pub async fn delete(db: &DatabaseConnection, actor: &Actor, id: Uuid) -> Result<resource::Model> {
     let row = find_existing(db, actor.org_id(), id).await?;
-    let txn = db.begin().await?;
+    let txn = db::begin_write(db).await?;
     let deleted = resource::Entity::delete_many()
         .filter(resource::Column::Id.eq(row.id))
         .exec(&txn)
@@ -347,6 +366,12 @@ pub async fn delete(db: &DatabaseConnection, actor: &Actor, id: Uuid) -> Result<
 /// Deploys a resource: pins the current version of every referenced secret in a new
 /// deployment that replaces the previous one. Fails with `MISSING_SECRETS`, changing
 /// nothing, if a referenced secret does not exist. Reveals no value.
+///
+/// Everything is read and checked inside the writing transaction, on locked rows: the
+/// resource (deploys of one resource take turns; its references cannot change meanwhile)
+/// and the referenced secrets (share-locked: a delete or update of one of them waits for
+/// this deployment to commit, then sees it; one that committed first is seen here). The
+/// unique index on current deployments backs this up.
 pub async fn deploy(
     db: &DatabaseConnection,
     actor: &Actor,
@@ -357,10 +382,16 @@ pub async fn deploy(
     Vec<deployment_pin::Model>,
 )> {
     let org_id = actor.org_id();
-    let row = find_existing(db, org_id, id).await?;
-    let references = references_of(db, &[row.id]).await?;
+    let txn = db::begin_write(db).await?;
+    let row = resource::Entity::find_by_id(id)
+        .filter(resource::Column::OrgId.eq(org_id))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| Error::not_found("resource"))?;
+    let references = references_of(&txn, &[row.id]).await?;
     let keys: Vec<String> = unique(references.iter().map(|r| r.secret_name_key.clone()));
-    let current: HashMap<String, secret::Model> = secrets::find_many(db, org_id, &keys)
+    let current: HashMap<String, secret::Model> = secrets::lock_for_pinning(&txn, org_id, &keys)
         .await?
         .into_iter()
         .map(|s| (s.name_key.clone(), s))
@@ -372,6 +403,7 @@ pub async fn deploy(
             .map(|r| r.secret_name.clone()),
     );
     if !missing.is_empty() {
+        txn.rollback().await?;
         return Err(Error::MissingSecrets(missing));
     }
 
@@ -401,7 +433,6 @@ pub async fn deploy(
         })
         .collect();
 
-    let txn = db.begin().await?;
     deployment::Entity::update_many()
         .col_expr(
             deployment::Column::State,
@@ -551,32 +582,26 @@ pub async fn fail_deployments_pinned_to<C: ConnectionTrait>(
     at: DateTime<Utc>,
     reason: &str,
 ) -> Result<Vec<Uuid>> {
-    let ids = unique(
-        deployment_pin::Entity::find()
-            .inner_join(deployment::Entity)
-            .filter(deployment_pin::Column::SecretId.eq(secret_id))
-            .filter(deployment::Column::State.eq(DeploymentState::Active.as_str()))
-            .all(conn)
-            .await?
-            .into_iter()
-            .map(|p| p.deployment_id),
-    );
-    if !ids.is_empty() {
-        deployment::Entity::update_many()
-            .col_expr(
-                deployment::Column::State,
-                Expr::value(DeploymentState::Failed.as_str()),
-            )
-            .col_expr(deployment::Column::FailedAt, Expr::value(Some(at)))
-            .col_expr(
-                deployment::Column::FailureReason,
-                Expr::value(Some(reason.to_owned())),
-            )
-            .filter(deployment::Column::Id.is_in(ids.iter().copied()))
-            .exec(conn)
-            .await?;
-    }
-    Ok(ids)
+    let pinned = Query::select()
+        .column(deployment_pin::Column::DeploymentId)
+        .from(deployment_pin::Entity)
+        .and_where(deployment_pin::Column::SecretId.eq(secret_id))
+        .to_owned();
+    let failed = deployment::Entity::update_many()
+        .col_expr(
+            deployment::Column::State,
+            Expr::value(DeploymentState::Failed.as_str()),
+        )
+        .col_expr(deployment::Column::FailedAt, Expr::value(Some(at)))
+        .col_expr(
+            deployment::Column::FailureReason,
+            Expr::value(Some(reason.to_owned())),
+        )
+        .filter(deployment::Column::State.eq(DeploymentState::Active.as_str()))
+        .filter(deployment::Column::Id.in_subquery(pinned))
+        .exec_with_returning(conn)
+        .await?;
+    Ok(failed.into_iter().map(|d| d.id).collect())
 }
 
 /// The dependents of one secret name.
@@ -624,18 +649,21 @@ pub async fn resolve_secrets(
     id: Uuid,
 ) -> Result<Vec<ResolvedSecret>> {
     let org_id = actor.org_id();
-    let row = find_existing(db, org_id, id).await?;
-    let deployment = current_deployments(db, &[row.id])
+    // One snapshot: a redeploy and a prune committing meanwhile cannot take a pinned
+    // version away between reading the pins and reading the versions.
+    let snapshot = db::begin_snapshot(db).await?;
+    let row = find_existing(&snapshot, org_id, id).await?;
+    let deployment = current_deployments(&snapshot, &[row.id])
         .await?
         .into_iter()
         .next()
         .ok_or_else(|| Error::not_found(format!("an active deployment of {}", row.name)))?;
-    let pins = pins_of(db, &[deployment.id]).await?;
-    let secret_ids: Vec<Uuid> = pins.iter().map(|p| p.secret_id).collect();
+    let pins = pins_of(&snapshot, &[deployment.id]).await?;
+    let secret_ids: Vec<Uuid> = unique(pins.iter().map(|p| p.secret_id));
     let live: HashMap<Uuid, secret::Model> = secret::Entity::find()
         .filter(secret::Column::OrgId.eq(org_id))
         .filter(secret::Column::Id.is_in(secret_ids))
-        .all(db)
+        .all(&snapshot)
         .await?
         .into_iter()
         .map(|s| (s.id, s))
@@ -648,28 +676,20 @@ pub async fn resolve_secrets(
     if deployment.state != DeploymentState::Active.as_str() || !missing.is_empty() {
         return Err(Error::MissingSecrets(missing));
     }
+    let pinned = unique(pins.iter().map(|p| (p.secret_id, p.version)));
+    let versions = secrets::versions_by_number(&snapshot, &pinned).await?;
+    snapshot.commit().await?;
 
     // Each pinned version is decrypted once, however many fields use it.
     let mut values: BTreeMap<(Uuid, i32), SecretValue> = BTreeMap::new();
-    for pin in &pins {
-        let key = (pin.secret_id, pin.version);
-        if values.contains_key(&key) {
-            continue;
-        }
-        let (Some(secret), Some(version)) = (
-            live.get(&pin.secret_id),
-            secret_version::Entity::find()
-                .filter(secret_version::Column::SecretId.eq(pin.secret_id))
-                .filter(secret_version::Column::Version.eq(pin.version))
-                .one(db)
-                .await?,
-        ) else {
+    for key in pinned {
+        let (Some(secret), Some(version)) = (live.get(&key.0), versions.get(&key)) else {
             return Err(Error::Internal(format!(
-                "version {} of {} is pinned but not retained",
-                pin.version, pin.secret_name
+                "version {} of secret {} is pinned but not retained",
+                key.1, key.0
             )));
         };
-        values.insert(key, secrets::decrypt_version(keys, secret, &version).await?);
+        values.insert(key, secrets::decrypt_version(keys, secret, version).await?);
     }
     let event = Event::allowed(
         "resource.fetch_secrets",

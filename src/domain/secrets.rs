@@ -6,13 +6,15 @@
 //! SQLite takes its write lock up front and concurrent writers queue on the busy
 //! timeout — then the version row, then the audit event. A change and its audit event
 //! commit together or not at all.
+use std::collections::HashMap;
+
 use entity::{secret, secret_version};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    TransactionTrait,
-    sea_query::{Expr, LikeExpr},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait, LikeExpr},
 };
 use uuid::Uuid;
 
@@ -25,6 +27,7 @@ use super::{
 use crate::{
     Error, Result,
     crypto::{self, EncryptionContext, KeyProvider, Sealed, StoredEnvelope, WrappedKey},
+    db,
 };
 
 /// How many times an update without `expectedVersion` tries when other writers keep
@@ -129,7 +132,7 @@ pub async fn create(
     let sealed = crypto::seal(keys, &context, new.value.expose().as_bytes()).await?;
 
     let at = now();
-    let txn = db.begin().await?;
+    let txn = db::begin_write(db).await?;
     let inserted = secret::ActiveModel {
         id: Set(context.secret_id),
         org_id: Set(org_id),
@@ -146,12 +149,7 @@ pub async fn create(
     .await;
     let secret = match inserted {
         Ok(secret) => secret,
-        Err(e)
-            if matches!(
-                e.sql_err(),
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-            ) =>
-        {
+        Err(e) if db::is_unique_violation(&e) => {
             return Err(Error::AlreadyExists(format!("secret {}", new.name)));
         }
         Err(e) => return Err(e.into()),
@@ -168,6 +166,12 @@ pub async fn create(
 }
 
 /// Updates a secret's value (making a new version) and/or its description.
+///
+/// `expected_version` is a precondition on the value's version: the update applies only
+/// while the secret is still at that version. A description-only update makes no new
+/// version, so with `expected_version` it is refused once the value has moved on (a
+/// description written against version 3 never lands on version 4), and description-only
+/// updates of the same version apply in commit order, the last one standing.
 pub async fn update(
     db: &DatabaseConnection,
     keys: &dyn KeyProvider,
@@ -181,6 +185,7 @@ pub async fn update(
         ));
     }
     let org_id = actor.org_id();
+    let mut latest = None;
     for attempt in 0..MAX_UPDATE_ATTEMPTS {
         if attempt > 0 {
             backoff(attempt).await;
@@ -206,7 +211,9 @@ pub async fn update(
         };
 
         let at = now();
-        let txn = db.begin().await?;
+        let txn = db::begin_write(db).await?;
+        // Check-and-set: this write also locks the row, so whatever deploy pins a version
+        // of it either committed before (and its pin is seen by the prune below) or waits.
         let mut write = secret::Entity::update_many()
             .col_expr(secret::Column::CurrentVersion, Expr::value(next))
             .col_expr(secret::Column::UpdatedAt, Expr::value(at))
@@ -223,13 +230,16 @@ pub async fn update(
         if write.exec(&txn).await?.rows_affected == 0 {
             // Another writer changed (or deleted) the secret since we read it.
             txn.rollback().await?;
-            if let Some(expected) = change.expected_version {
-                let latest = find_existing(db, org_id, &change.name).await?;
+            let now_current = find_existing(db, org_id, &change.name).await?;
+            if let Some(expected) = change.expected_version
+                && expected != now_current.current_version
+            {
                 return Err(Error::VersionConflict {
                     expected,
-                    current: latest.current_version,
+                    current: now_current.current_version,
                 });
             }
+            latest = Some(now_current.current_version);
             continue;
         }
         if let Some(sealed) = sealed {
@@ -260,10 +270,14 @@ pub async fn update(
             ..current
         });
     }
-    Err(Error::Internal(format!(
-        "update of secret {} lost {MAX_UPDATE_ATTEMPTS} races in a row",
-        change.name
-    )))
+    tracing::warn!(
+        secret = %change.name,
+        attempts = MAX_UPDATE_ATTEMPTS,
+        "an update lost every race for the secret; the client is told to retry"
+    );
+    Err(Error::UpdateContended {
+        current: latest.unwrap_or_default(),
+    })
 }
 
 /// Sleeps a random 0..(2 × attempt) ms, at most 50 ms.
@@ -307,6 +321,10 @@ pub struct DeleteOutcome {
 /// A secret that deployed resources use is only deleted with `force`; then every current
 /// deployment pinned to it is marked failed (its dependents report `BROKEN`), all in one
 /// transaction with the audit event. `dry_run` changes nothing and lists the impact.
+///
+/// The dependents are read inside the writing transaction, after the secret's row is
+/// locked: a deploy that pins it either committed first (and is seen here, so a delete
+/// without `force` refuses) or waits on the lock and then finds the secret gone.
 pub async fn delete(
     db: &DatabaseConnection,
     actor: &Actor,
@@ -315,38 +333,41 @@ pub async fn delete(
     dry_run: bool,
 ) -> Result<DeleteOutcome> {
     let org_id = actor.org_id();
-    let secret = find_existing(db, org_id, name).await?;
-    let affected = resources::dependents(db, org_id, name).await?;
     if dry_run {
+        find_existing(db, org_id, name).await?;
         return Ok(DeleteOutcome {
             deleted: None,
-            affected,
+            affected: resources::dependents(db, org_id, name).await?,
         });
     }
+    let at = now();
+    let txn = db::begin_write(db).await?;
+    let secret = secret::Entity::find()
+        .filter(secret::Column::OrgId.eq(org_id))
+        .filter(secret::Column::NameKey.eq(name.key()))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("secret {name}")))?;
+    let affected = resources::dependents(&txn, org_id, name).await?;
     let deployed: Vec<Dependent> = affected
         .iter()
         .filter(|d| d.state.is_deployed())
         .cloned()
         .collect();
     if !deployed.is_empty() && !force {
+        txn.rollback().await?;
         return Err(Error::HasDependents(deployed));
     }
-
-    let at = now();
-    let txn = db.begin().await?;
     let destroyed = secret_version::Entity::delete_many()
         .filter(secret_version::Column::SecretId.eq(secret.id))
         .exec(&txn)
         .await?
         .rows_affected;
-    let deleted = secret::Entity::delete_many()
+    secret::Entity::delete_many()
         .filter(secret::Column::Id.eq(secret.id))
         .exec(&txn)
         .await?;
-    if deleted.rows_affected == 0 {
-        txn.rollback().await?;
-        return Err(Error::not_found(format!("secret {name}")));
-    }
     let broken = resources::fail_deployments_pinned_to(
         &txn,
         secret.id,
@@ -411,6 +432,41 @@ pub async fn decrypt_version(
     SecretValue::from_decrypted(&bytes)
 }
 
+/// A secret and one of its versions (the current one when `version` is `None`), read in
+/// one statement so that no update can land between the two reads.
+async fn find_with_version<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    name: &SecretName,
+    version: Option<i32>,
+) -> Result<(secret::Model, secret_version::Model)> {
+    let wanted = match version {
+        Some(version) => {
+            Expr::col((secret_version::Entity, secret_version::Column::Version)).eq(version)
+        }
+        None => Expr::col((secret_version::Entity, secret_version::Column::Version))
+            .equals((secret::Entity, secret::Column::CurrentVersion)),
+    };
+    let found = secret_version::Entity::find()
+        .find_also_related(secret::Entity)
+        .filter(secret::Column::OrgId.eq(org_id))
+        .filter(secret::Column::NameKey.eq(name.key()))
+        .filter(wanted)
+        .one(conn)
+        .await?;
+    match found {
+        Some((row, Some(secret))) => Ok((secret, row)),
+        _ => {
+            // Say which is missing: the secret, or only that version of it.
+            let secret = find_existing(conn, org_id, name).await?;
+            let version = version.unwrap_or(secret.current_version);
+            Err(Error::not_found(format!(
+                "version {version} of secret {name}"
+            )))
+        }
+    }
+}
+
 /// Decrypts a version (the current one by default) and records the reveal. If the audit
 /// event cannot be written, the value is not returned.
 pub async fn reveal(
@@ -420,14 +476,8 @@ pub async fn reveal(
     name: &SecretName,
     version: Option<i32>,
 ) -> Result<Revealed> {
-    let secret = find_existing(db, actor.org_id(), name).await?;
-    let version = version.unwrap_or(secret.current_version);
-    let row = secret_version::Entity::find()
-        .filter(secret_version::Column::SecretId.eq(secret.id))
-        .filter(secret_version::Column::Version.eq(version))
-        .one(db)
-        .await?
-        .ok_or_else(|| Error::not_found(format!("version {version} of secret {name}")))?;
+    let (secret, row) = find_with_version(db, actor.org_id(), name, version).await?;
+    let version = row.version;
     let target = Target::secret(Some(secret.id), &secret.name);
     let detail = serde_json::json!({ "version": version });
     match decrypt_version(keys, &secret, &row).await {
@@ -455,17 +505,60 @@ pub async fn reveal(
     }
 }
 
+/// The rows of `name_keys` that exist, share-locked until the transaction ends: a deploy
+/// pins their current versions, and no update or delete of them commits in between.
+pub async fn lock_for_pinning<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    name_keys: &[String],
+) -> Result<Vec<secret::Model>> {
+    Ok(by_name_keys(org_id, name_keys)
+        // One order for every locker, so two of them cannot wait on each other.
+        .order_by_asc(secret::Column::Id)
+        .lock_shared()
+        .all(conn)
+        .await?)
+}
+
+/// Stored versions by `(secret id, version number)`, in one statement.
+pub async fn versions_by_number<C: ConnectionTrait>(
+    conn: &C,
+    wanted: &[(Uuid, i32)],
+) -> Result<HashMap<(Uuid, i32), secret_version::Model>> {
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let any = wanted
+        .iter()
+        .fold(Condition::any(), |any, (secret_id, version)| {
+            any.add(
+                Condition::all()
+                    .add(secret_version::Column::SecretId.eq(*secret_id))
+                    .add(secret_version::Column::Version.eq(*version)),
+            )
+        });
+    Ok(secret_version::Entity::find()
+        .filter(any)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|v| ((v.secret_id, v.version), v))
+        .collect())
+}
+
+fn by_name_keys(org_id: Uuid, name_keys: &[String]) -> sea_orm::Select<secret::Entity> {
+    secret::Entity::find()
+        .filter(secret::Column::OrgId.eq(org_id))
+        .filter(secret::Column::NameKey.is_in(name_keys.iter().cloned()))
+}
+
 /// Secrets of an organization by case-folded name (batched loading).
 pub async fn find_many<C: ConnectionTrait>(
     conn: &C,
     org_id: Uuid,
     name_keys: &[String],
 ) -> Result<Vec<secret::Model>> {
-    Ok(secret::Entity::find()
-        .filter(secret::Column::OrgId.eq(org_id))
-        .filter(secret::Column::NameKey.is_in(name_keys.iter().cloned()))
-        .all(conn)
-        .await?)
+    Ok(by_name_keys(org_id, name_keys).all(conn).await?)
 }
 
 /// Listing filter.
@@ -498,6 +591,15 @@ pub async fn list<C: ConnectionTrait>(
     filter: &ListFilter,
     page: &PageRequest<String>,
 ) -> Result<Page<secret::Model>> {
+    // A cursor is a case-folded name this list gave out; anything else (it is the
+    // client's to send) never reaches the database.
+    for cursor in page.after.iter().chain(&page.before) {
+        if SecretName::parse(cursor).is_err() {
+            return Err(Error::bad_input(
+                "a cursor (`after` or `before`) that this list did not give out",
+            ));
+        }
+    }
     let query = filtered(org_id, filter)?;
     page.fetch(conn, query, secret::Column::NameKey, Natural::Ascending)
         .await
@@ -507,14 +609,21 @@ pub async fn count<C: ConnectionTrait>(conn: &C, org_id: Uuid, filter: &ListFilt
     Ok(filtered(org_id, filter)?.count(conn).await?)
 }
 
+fn versions_of(secret_id: Uuid) -> sea_orm::Select<secret_version::Entity> {
+    secret_version::Entity::find().filter(secret_version::Column::SecretId.eq(secret_id))
+}
+
+pub async fn count_versions<C: ConnectionTrait>(conn: &C, secret_id: Uuid) -> Result<u64> {
+    Ok(versions_of(secret_id).count(conn).await?)
+}
+
 /// A page of a secret's retained versions, newest first; the cursor is the version number.
 pub async fn versions<C: ConnectionTrait>(
     conn: &C,
     secret_id: Uuid,
     page: &PageRequest<i32>,
 ) -> Result<Page<secret_version::Model>> {
-    let query =
-        secret_version::Entity::find().filter(secret_version::Column::SecretId.eq(secret_id));
+    let query = versions_of(secret_id);
     page.fetch(
         conn,
         query,

@@ -1,7 +1,7 @@
 //! The audit log, for admins.
 use async_graphql::{
     Context, Enum, ID, InputObject, Object,
-    connection::{Connection, EmptyFields, OpaqueCursor},
+    connection::{Connection, OpaqueCursor},
 };
 use chrono::{DateTime, Utc};
 use entity::audit_event;
@@ -11,7 +11,7 @@ use super::{
     guard::{RoleGuard, actor, app},
     identity::{Principal, load_principal},
     ids,
-    paging::{page_complexity, paged, to_connection},
+    paging::{TotalCount, page_complexity, paged, to_connection},
 };
 use crate::domain::{
     Role,
@@ -108,7 +108,7 @@ impl AuditQuery {
         first: Option<i32>,
         after: Option<String>,
         filter: Option<AuditFilter>,
-    ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, AuditEvent>> {
+    ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, AuditEvent, TotalCount>> {
         let org_id = actor(ctx)?.org_id();
         let db = &app(ctx)?.db;
         let filter = filter.unwrap_or_default();
@@ -119,7 +119,11 @@ impl AuditQuery {
         };
         paged(after, None, first, None, |page| async move {
             let events = service::list(db, org_id, &filter, &page).await?;
-            Ok(to_connection(events, |e| e.id, AuditEvent, EmptyFields))
+            let count = TotalCount::new(move |db| {
+                let filter = filter.clone();
+                async move { service::count(&db, org_id, &filter).await }
+            });
+            Ok(to_connection(events, |e| e.id, AuditEvent, count))
         })
         .await
     }

@@ -1,16 +1,7 @@
 //! Error codes. Domain errors carry their code ([`crate::Error::code`]); errors raised
 //! by async-graphql itself get one here, so every error a client sees has a stable
-//! `extensions.code`.
-use std::sync::Arc;
-
-use async_graphql::{
-    ErrorExtensions, Name, PathSegment, Response, ServerError, ServerResult, ValidationResult,
-    Value, Variables,
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextValidation,
-    },
-    parser::types::ExecutableDocument,
-};
+//! `extensions.code`, and none echoes a value the client sent or an internal cause.
+use async_graphql::{ErrorExtensions, Pos, ServerError, Value};
 
 impl ErrorExtensions for crate::Error {
     fn extend(&self) -> async_graphql::Error {
@@ -24,6 +15,10 @@ impl ErrorExtensions for crate::Error {
                 crate::Error::VersionConflict { expected, current } => {
                     ext.set("expectedVersion", *expected);
                     ext.set("currentVersion", *current);
+                }
+                crate::Error::UpdateContended { current } => {
+                    ext.set("currentVersion", *current);
+                    ext.set("retryable", true);
                 }
                 crate::Error::MissingSecrets(names) => {
                     ext.set("missingSecrets", names.clone());
@@ -57,89 +52,180 @@ pub fn error_response(code: &str, message: &str) -> serde_json::Value {
     serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] })
 }
 
-fn set_code_if_missing(error: &mut ServerError, code: &'static str) {
-    let extensions = error.extensions.get_or_insert_with(Default::default);
-    if extensions.get("code").is_none() {
-        extensions.set("code", code);
+/// The `extensions.code` of an error, if it has one.
+fn code_of(error: &ServerError) -> Option<&str> {
+    match error.extensions.as_ref()?.get("code")? {
+        Value::String(code) => Some(code),
+        _ => None,
     }
 }
 
-/// async-graphql leaves a field that errored out of its parent object; GraphQL clients
-/// (Apollo's cache among them) expect it present as `null`, next to its siblings.
-fn null_errored_fields(data: &mut Value, errors: &[ServerError]) {
-    'errors: for error in errors {
-        let Some((PathSegment::Field(name), parents)) = error.path.split_last() else {
+/// An error with `code`, for refusals made outside a resolver.
+pub fn coded(message: impl Into<String>, code: &'static str, at: Option<Pos>) -> ServerError {
+    let mut error = ServerError::new(message, at);
+    set_code(&mut error, code);
+    error
+}
+
+fn set_code(error: &mut ServerError, code: &'static str) {
+    error
+        .extensions
+        .get_or_insert_with(Default::default)
+        .set("code", code);
+}
+
+/// A query that does not parse. The parser's message quotes the offending source line,
+/// which may hold a value written inline: only the position and what was expected there
+/// are kept.
+pub fn parse_failed(mut error: ServerError) -> ServerError {
+    let expected = error
+        .message
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("= "))
+        .map(|expected| format!(": {}", scrub(expected)));
+    error.message = match (error.locations.first(), error.message.contains("-->")) {
+        (Some(at), true) => format!(
+            "the query is not valid GraphQL: syntax error at line {}, column {}{}",
+            at.line,
+            at.column,
+            expected.unwrap_or_default()
+        ),
+        _ => format!("the query is not valid GraphQL: {}", scrub(&error.message)),
+    };
+    set_code(&mut error, "GRAPHQL_PARSE_FAILED");
+    error
+}
+
+/// An operation that fails validation (unknown fields, wrong argument types, the depth
+/// and complexity limits). Names stay in the message; values a client sent do not.
+pub fn validation_failed(mut error: ServerError) -> ServerError {
+    error.message = scrub(&error.message);
+    if code_of(&error).is_none() {
+        set_code(&mut error, "GRAPHQL_VALIDATION_FAILED");
+    }
+    error
+}
+
+/// Gives every error a code. What async-graphql reports uncoded while executing is an
+/// argument its scalar could not parse (the caller's) or a fault of ours: the latter is
+/// logged and reaches the client only as `internal server error`.
+pub fn finish(errors: &mut [ServerError]) {
+    for error in errors {
+        if code_of(error).is_some() {
             continue;
-        };
-        let mut node = &mut *data;
-        for segment in parents {
-            node = match (segment, node) {
-                (PathSegment::Field(key), Value::Object(fields)) => {
-                    match fields.get_mut(key.as_str()) {
-                        Some(child) => child,
-                        None => continue 'errors,
-                    }
-                }
-                (PathSegment::Index(i), Value::List(items)) => match items.get_mut(*i) {
-                    Some(child) => child,
-                    None => continue 'errors,
-                },
-                _ => continue 'errors,
-            };
         }
-        if let Value::Object(fields) = node {
-            fields.entry(Name::new(name)).or_insert(Value::Null);
+        if error.message.starts_with("Failed to parse \"") {
+            error.message = scrub(&error.message);
+            set_code(error, "BAD_USER_INPUT");
+        } else {
+            tracing::error!(error = %error.message, path = ?error.path, "request failed");
+            error.message = "internal server error".to_owned();
+            set_code(error, "INTERNAL_SERVER_ERROR");
         }
     }
 }
 
-/// Gives every error without a code one: parse errors, validation errors (including the
-/// depth and complexity limits) and input coercion errors.
-pub struct ErrorCodes;
-
-impl ExtensionFactory for ErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(ErrorCodesExtension)
+/// `message` with every double-quoted part that is not a GraphQL name, variable, path or
+/// type reference replaced by `"…"`, and enum-value echoes dropped: what a client sent as
+/// a value never comes back in an error.
+pub fn scrub(message: &str) -> String {
+    const ENUM_ECHO: &str = "does not contain the value \"";
+    let message = match message.find(ENUM_ECHO) {
+        Some(at) => {
+            let rest = &message[at + ENUM_ECHO.len()..];
+            let end = rest.find('"').map_or(rest.len(), |quote| quote + 1);
+            format!(
+                "{}does not contain that value{}",
+                &message[..at],
+                &rest[end..]
+            )
+        }
+        None => message.to_owned(),
+    };
+    let mut out = String::with_capacity(message.len());
+    let mut parts = message.split('"');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
     }
+    let mut quoted = true;
+    for part in parts {
+        if quoted {
+            out.push('"');
+            out.push_str(if is_reference(part) { part } else { "…" });
+            out.push('"');
+        } else {
+            out.push_str(part);
+        }
+        quoted = !quoted;
+    }
+    out
 }
 
-struct ErrorCodesExtension;
-
-#[async_trait::async_trait]
-impl Extension for ErrorCodesExtension {
-    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
-        let mut response = next.run(ctx).await;
-        for error in &mut response.errors {
-            // What remains uncoded comes from async-graphql's argument handling.
-            set_code_if_missing(error, "BAD_USER_INPUT");
-        }
-        null_errored_fields(&mut response.data, &response.errors);
-        response
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables).await.map_err(|mut error| {
-            set_code_if_missing(&mut error, "GRAPHQL_PARSE_FAILED");
-            error
+/// A name (`secretValue`), variable (`$input`), path (`input.references.0.field`) or type
+/// reference (`[SecretReferenceInput!]!`) — but not a word that could be a value: only
+/// names that the schema itself could hold are kept, at most 64 characters.
+fn is_reference(text: &str) -> bool {
+    let body = text
+        .trim_start_matches('$')
+        .trim_matches(|c| matches!(c, '[' | ']' | '!'));
+    !body.is_empty()
+        && text.len() <= 64
+        && body.split('.').all(|segment| {
+            segment.bytes().all(|b| b.is_ascii_digit())
+                || segment
+                    .bytes()
+                    .next()
+                    .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                    && segment
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
         })
-    }
+}
 
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx).await.map_err(|mut errors| {
-            for error in &mut errors {
-                set_code_if_missing(error, "GRAPHQL_VALIDATION_FAILED");
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_keep_the_position_not_the_source() {
+        let doc =
+            async_graphql::parser::parse_query(r#"{ secretValue(name: "hunter2) { value } }"#);
+        let error: ServerError = match doc {
+            Err(e) => {
+                let positions: Vec<_> = e.positions().collect();
+                ServerError::new(e.to_string(), positions.first().copied())
             }
-            errors
-        })
+            Ok(_) => panic!("must not parse"),
+        };
+        assert!(
+            error.message.contains("hunter2"),
+            "the raw message echoes the source"
+        );
+        let error = parse_failed(error);
+        assert!(!error.message.contains("hunter2"), "{}", error.message);
+        assert!(
+            error
+                .message
+                .starts_with("the query is not valid GraphQL: syntax error at line 1"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn scrub_keeps_names_and_drops_values() {
+        let message = r#"Invalid value for argument "input.kind", enumeration type "ResourceKind" does not contain the value "sk_live_very secret""#;
+        let scrubbed = scrub(message);
+        assert!(!scrubbed.contains("sk_live"), "{scrubbed}");
+        assert!(
+            scrubbed.contains(r#""input.kind""#) && scrubbed.contains(r#""ResourceKind""#),
+            "{scrubbed}"
+        );
+        let message = r#"Variable "$input" of type "CreateSecretInput" used in position expecting type "[String!]!""#;
+        assert_eq!(scrub(message), message);
+        assert_eq!(
+            scrub(r#"unknown field "hunter2 was here" of type "X""#),
+            r#"unknown field "…" of type "X""#
+        );
     }
 }

@@ -1,15 +1,39 @@
 //! Field guards. Authorization is declared on fields and types (`guard = ...`), never
 //! buried in a resolver.
+use std::sync::{Mutex, PoisonError};
+
 use async_graphql::{Context, ErrorExtensions, Guard, ID};
 
 use super::{AppData, Auth, RequestCtx, ids};
 use crate::{
     Error,
-    domain::{Actor, Role, audit},
+    domain::{Actor, Role},
 };
 
+/// The fields a guard refused during one HTTP request (a batch shares one), with how many
+/// times each: the audit log gets a row per field and a count, not a row per refusal, so
+/// 400 aliases of a refused field cost one row.
+#[derive(Debug, Default)]
+pub struct Denials(Mutex<Vec<(String, u64)>>);
+
+impl Denials {
+    fn record(&self, field: &str) {
+        let mut fields = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match fields.iter_mut().find(|(name, _)| name == field) {
+            Some((_, count)) => *count += 1,
+            None => fields.push((field.to_owned(), 1)),
+        }
+    }
+
+    /// The refused fields in first-refused order, with their counts; empties the record.
+    pub fn take(&self) -> Vec<(String, u64)> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 /// Passes principals whose role is at least `min`. A refusal of an authenticated
-/// principal is written to the audit log (outcome `DENIED`, action = the field name).
+/// principal is recorded in the request's [`Denials`], which the HTTP layer writes to the
+/// audit log (outcome `DENIED`, action = the field name) once the request is done.
 pub struct RoleGuard {
     min: Role,
 }
@@ -30,14 +54,7 @@ impl Guard for RoleGuard {
         if principal.role >= self.min {
             return Ok(());
         }
-        let field = ctx.item.node.name.node.as_str();
-        let app = ctx.data::<AppData>()?;
-        if let Err(e) =
-            audit::record_denied(&app.db, principal, request.request_id.as_deref(), field).await
-        {
-            // The refusal stands either way; a lost audit row must be visible to operators.
-            tracing::error!(error = %e, field, "could not record a denied attempt");
-        }
+        request.denials.record(ctx.item.node.name.node.as_str());
         Err(Error::Forbidden.extend())
     }
 }

@@ -1,7 +1,7 @@
 //! Who is asking (`viewer`), principals, service accounts and API tokens.
 use async_graphql::{
     Context, Enum, ErrorExtensions, ID, InputObject, Object, ResultExt, SimpleObject,
-    connection::{Connection, EmptyFields, OpaqueCursor},
+    connection::{Connection, OpaqueCursor},
 };
 use chrono::{DateTime, Utc};
 use entity::{api_token, organization, principal};
@@ -12,7 +12,7 @@ use super::{
     guard::{RoleGuard, actor, app},
     ids,
     loaders::{PrincipalId, load},
-    paging::{page_complexity, paged, to_connection},
+    paging::{TotalCount, page_complexity, paged, to_connection},
 };
 use crate::domain::{self, identity as service};
 
@@ -165,12 +165,16 @@ impl IdentityQuery {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, Principal>> {
+    ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, Principal, TotalCount>> {
         let org_id = actor(ctx)?.org_id();
         let db = &app(ctx)?.db;
         paged(after, None, first, None, |page| async move {
             let principals = service::list_principals(db, org_id, &page).await?;
-            Ok(to_connection(principals, |p| p.id, Principal, EmptyFields))
+            let count =
+                TotalCount::new(
+                    move |db| async move { service::count_principals(&db, org_id).await },
+                );
+            Ok(to_connection(principals, |p| p.id, Principal, count))
         })
         .await
     }
@@ -187,7 +191,7 @@ impl IdentityQuery {
         principal_id: Option<ID>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, ApiToken>> {
+    ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, ApiToken, TotalCount>> {
         let org_id = actor(ctx)?.org_id();
         let db = &app(ctx)?.db;
         let principal_id = principal_id
@@ -196,7 +200,10 @@ impl IdentityQuery {
             .extend()?;
         paged(after, None, first, None, |page| async move {
             let tokens = service::list_tokens(db, org_id, principal_id, &page).await?;
-            Ok(to_connection(tokens, |t| t.id, ApiToken, EmptyFields))
+            let count = TotalCount::new(move |db| async move {
+                service::count_tokens(&db, org_id, principal_id).await
+            });
+            Ok(to_connection(tokens, |t| t.id, ApiToken, count))
         })
         .await
     }

@@ -5,11 +5,15 @@ mod errors;
 mod guard;
 mod identity;
 mod ids;
+mod inputs;
+mod limits;
 mod loaders;
 mod node;
 mod paging;
+mod pipeline;
 mod resources;
 mod secrets;
+mod shape;
 
 use std::sync::Arc;
 
@@ -21,7 +25,9 @@ use sea_orm::DatabaseConnection;
 
 use crate::{config::Limits, crypto::KeyProvider, domain::Principal};
 
-pub use errors::{ErrorCodes, error_response};
+pub use errors::error_response;
+pub use guard::Denials;
+pub use limits::OperationLimits;
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -61,11 +67,13 @@ pub enum Auth {
     Principal(Principal),
 }
 
-/// Per-request data: the caller and the request id (for the audit log).
+/// Per-request data: the caller, the request id (for the audit log) and the fields its
+/// guards refused (shared by the operations of a batch).
 #[derive(Clone, Debug)]
 pub struct RequestCtx {
     pub auth: Auth,
     pub request_id: Option<String>,
+    pub denials: Arc<Denials>,
 }
 
 /// The schema without runtime data: what the SDL export and the server share.
@@ -75,13 +83,16 @@ pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscript
         MutationRoot::default(),
         EmptySubscription,
     )
-    .extension(ErrorCodes)
 }
 
-/// The server's schema with its limits. Limits are checked during validation, before any
-/// resolver runs.
+/// The server's schema with its limits. Limits are checked before any resolver runs.
 pub fn build_schema(data: AppData, limits: &Limits) -> AppSchema {
     schema_builder()
+        .extension(pipeline::Pipeline::new(OperationLimits {
+            max_aliases: limits.max_aliases,
+            max_root_fields: limits.max_root_fields,
+            max_expanded_fields: limits.max_complexity,
+        }))
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
         .limit_recursive_depth(limits.max_recursive_depth)

@@ -1,9 +1,13 @@
 //! Relay cursor connections over the domain's keyset pages.
+use std::{future::Future, pin::Pin};
+
 use async_graphql::{
-    ResultExt,
+    Context, ErrorExtensions, Object, ResultExt,
     connection::{Connection, Edge, OpaqueCursor, query_with},
 };
+use sea_orm::DatabaseConnection;
 
+use super::guard::app;
 use crate::domain::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 
 /// Complexity of a page: its size times what each item selects.
@@ -14,20 +18,43 @@ pub fn page_complexity(first: Option<i32>, last: Option<i32>, child: usize) -> u
     size.max(1).saturating_mul(child).saturating_add(1)
 }
 
+type CountFuture = Pin<Box<dyn Future<Output = crate::Result<u64>> + Send>>;
+
+/// `totalCount` of a connection (every connection has one), counted only when asked for.
+pub struct TotalCount(Box<dyn Fn(DatabaseConnection) -> CountFuture + Send + Sync>);
+
+impl TotalCount {
+    /// `count` counts the whole list, every page, on the connection it is given.
+    pub fn new<F, Fut>(count: F) -> Self
+    where
+        F: Fn(DatabaseConnection) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = crate::Result<u64>> + Send + 'static,
+    {
+        Self(Box::new(move |db| Box::pin(count(db))))
+    }
+}
+
+#[Object]
+impl TotalCount {
+    /// How many items the whole list holds, across all pages.
+    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
+        (self.0)(app(ctx)?.db.clone()).await.extend()
+    }
+}
+
 /// Converts a domain page into a Relay connection.
-pub fn to_connection<K, T, N, F>(
+pub fn to_connection<K, T, N>(
     page: Page<T>,
     cursor: impl Fn(&T) -> K,
     node: impl Fn(T) -> N,
-    fields: F,
-) -> Connection<OpaqueCursor<K>, N, F>
+    count: TotalCount,
+) -> Connection<OpaqueCursor<K>, N, TotalCount>
 where
     K: serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
     N: async_graphql::OutputType,
-    F: async_graphql::ObjectType,
 {
     let mut connection =
-        Connection::with_additional_fields(page.has_previous, page.has_next, fields);
+        Connection::with_additional_fields(page.has_previous, page.has_next, count);
     connection.edges.extend(
         page.items
             .into_iter()
@@ -36,7 +63,8 @@ where
     connection
 }
 
-/// Runs a paged domain query with Relay arguments.
+/// Runs a paged domain query with Relay arguments. A cursor that does not decode, or a
+/// negative page size, is the caller's mistake: `BAD_USER_INPUT`.
 pub async fn paged<K, T, Fut>(
     after: Option<String>,
     before: Option<String>,
@@ -64,4 +92,19 @@ where
         },
     )
     .await
+    .map_err(|error| {
+        if error
+            .extensions
+            .as_ref()
+            .is_some_and(|e| e.get("code").is_some())
+        {
+            return error;
+        }
+        let message = if error.message.contains("parameter") {
+            error.message
+        } else {
+            "a cursor (`after` or `before`) that this list did not give out".to_owned()
+        };
+        crate::Error::bad_input(message).extend()
+    })
 }

@@ -14,7 +14,7 @@ use super::{
     identity::{Principal, load_principal},
     ids,
     loaders::{CurrentDeployment, ReferencesOf, load},
-    paging::{page_complexity, paged, to_connection},
+    paging::{TotalCount, page_complexity, paged, to_connection},
     secrets::Secret,
 };
 use crate::domain::{
@@ -234,21 +234,6 @@ pub struct ResolvedSecret {
     value: String,
 }
 
-/// `totalCount` of a resources page, counted only when asked for.
-pub struct ResourceCount {
-    org_id: Uuid,
-    kind: Option<service::ResourceKind>,
-}
-
-#[Object]
-impl ResourceCount {
-    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        service::count(&app(ctx)?.db, self.org_id, self.kind)
-            .await
-            .extend()
-    }
-}
-
 fn resource_id(id: &ID) -> async_graphql::Result<Uuid> {
     ids::decode_as(id, ids::RESOURCE).extend()
 }
@@ -280,18 +265,15 @@ impl ResourceQuery {
         kind: Option<ResourceKind>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, Resource, ResourceCount>> {
+    ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, Resource, TotalCount>> {
         let org_id = actor(ctx)?.org_id();
         let db = &app(ctx)?.db;
         let kind = kind.map(Into::into);
         paged(after, None, first, None, |page| async move {
             let resources = service::list(db, org_id, kind, &page).await?;
-            Ok(to_connection(
-                resources,
-                |r| r.id,
-                Resource,
-                ResourceCount { org_id, kind },
-            ))
+            let count =
+                TotalCount::new(move |db| async move { service::count(&db, org_id, kind).await });
+            Ok(to_connection(resources, |r| r.id, Resource, count))
         })
         .await
     }

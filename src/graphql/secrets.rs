@@ -2,18 +2,17 @@
 //! itself, so no path (`node(id:)`, a nested field) reaches a secret without one.
 use async_graphql::{
     ComplexObject, Context, ID, InputObject, MaybeUndefined, Object, ResultExt, SimpleObject,
-    connection::{Connection, EmptyFields, OpaqueCursor},
+    connection::{Connection, OpaqueCursor},
 };
 use chrono::{DateTime, Utc};
 use entity::{secret, secret_version};
-use uuid::Uuid;
 
 use super::{
     guard::{RoleGuard, actor, app},
     identity::{Principal, load_principal},
     ids,
     loaders::{DependentsOf, load, prime_dependents},
-    paging::{page_complexity, paged, to_connection},
+    paging::{TotalCount, page_complexity, paged, to_connection},
     resources::{Dependent, dependents},
 };
 use crate::domain::{
@@ -78,17 +77,16 @@ impl Secret {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> async_graphql::Result<Connection<OpaqueCursor<i32>, SecretVersion>> {
+    ) -> async_graphql::Result<Connection<OpaqueCursor<i32>, SecretVersion, TotalCount>> {
         let db = &app(ctx)?.db;
         let secret_id = self.row.id;
         paged(after, None, first, None, |page| async move {
             let versions = service::versions(db, secret_id, &page).await?;
-            Ok(to_connection(
-                versions,
-                |v| v.version,
-                SecretVersion,
-                EmptyFields,
-            ))
+            let count =
+                TotalCount::new(
+                    move |db| async move { service::count_versions(&db, secret_id).await },
+                );
+            Ok(to_connection(versions, |v| v.version, SecretVersion, count))
         })
         .await
     }
@@ -124,21 +122,6 @@ pub struct SecretValueResult {
     name: String,
     version: i32,
     value: String,
-}
-
-/// `totalCount` of a secrets page, counted only when asked for.
-pub struct SecretCount {
-    org_id: Uuid,
-    filter: ListFilter,
-}
-
-#[Object]
-impl SecretCount {
-    async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        service::count(&app(ctx)?.db, self.org_id, &self.filter)
-            .await
-            .extend()
-    }
 }
 
 #[derive(InputObject, Default)]
@@ -184,7 +167,7 @@ impl SecretQuery {
         last: Option<i32>,
         before: Option<String>,
         filter: Option<SecretFilter>,
-    ) -> async_graphql::Result<Connection<OpaqueCursor<String>, Secret, SecretCount>> {
+    ) -> async_graphql::Result<Connection<OpaqueCursor<String>, Secret, TotalCount>> {
         let org_id = actor(ctx)?.org_id();
         let db = &app(ctx)?.db;
         let filter = ListFilter {
@@ -199,11 +182,15 @@ impl SecretQuery {
                 .exists();
         let connection = paged(after, before, first, last, |page| async move {
             let secrets = service::list(db, org_id, &filter, &page).await?;
+            let count = TotalCount::new(move |db| {
+                let filter = filter.clone();
+                async move { service::count(&db, org_id, &filter).await }
+            });
             Ok(to_connection(
                 secrets,
                 |s| s.name_key.clone(),
                 Secret::from,
-                SecretCount { org_id, filter },
+                count,
             ))
         })
         .await?;

@@ -25,6 +25,8 @@ both_stores!(
     cache_bounds_max_age,
     cache_bounds_disabled,
     tampered_wrapped_key_is_integrity_error,
+    readiness_probes_do_not_burn_kms_calls,
+    a_row_naming_an_unconfigured_key_is_refused,
 );
 
 /// Every read unwraps its data key with the provider.
@@ -204,15 +206,32 @@ async fn rotation_between_kms_keys(store: Store) {
     let (key_b, arn_b) = moto.create_key().await;
     moto.create_alias(ALIAS_B, &key_b).await;
     let env_a = moto.server_env(&key_a);
-    let mut app = TestApp::spawn_with(store, &env_a).await;
+    let mut app = TestApp::spawn_with(store, &with(env_a.clone(), &[CACHE_OFF])).await;
     write_all(&app, &SECRETS).await;
     let before = app.stored_versions().await;
     assert_eq!(before.len(), VERSION_COUNT);
     assert_wrapped_by(&moto, &before, &arn_a).await;
 
-    // Rotated while the server keeps running.
+    // A server on key B that was not told about key A refuses A's data keys without asking
+    // KMS: a stored row names only keys the server is configured with.
+    app.restart_with(&with(moto.server_env(&key_b), &[CACHE_OFF]))
+        .await;
+    let refused = app.admin(SECRET_VALUE, json!({ "name": "BRAVO" })).await;
+    assert_code(&refused, "INTEGRITY_ERROR");
+    assert_eq!(app.provider_calls("aws", "Decrypt").await, 0);
+
+    // The operator's way: key B active, key A retired; reads keep working meanwhile.
+    let env_b = with(
+        moto.server_env(ALIAS_B),
+        &[
+            ("STRONGROOM_KMS_RETIRED_KEY_IDS", key_a.as_str()),
+            CACHE_OFF,
+        ],
+    );
+    app.restart_with(&env_b).await;
+    assert_all_readable(&app, &SECRETS).await;
     let rotate = ["rotate-keys", "--to", ALIAS_B];
-    assert_rotated(app.run_cli(&rotate, &env_a), VERSION_COUNT);
+    assert_rotated(app.run_cli(&rotate, &env_b), VERSION_COUNT);
 
     let after = app.stored_versions().await;
     assert_eq!(after.len(), VERSION_COUNT);
@@ -233,7 +252,7 @@ async fn rotation_between_kms_keys(store: Store) {
     }
     assert_all_readable(&app, &SECRETS).await;
 
-    // A server on key B with no cache unwraps every rotated blob through KMS.
+    // Key A retired for good: a server on key B alone unwraps every rotated blob.
     app.restart_with(&with(moto.server_env(&key_b), &[CACHE_OFF]))
         .await;
     assert_all_readable(&app, &SECRETS).await;
@@ -243,7 +262,7 @@ async fn rotation_between_kms_keys(store: Store) {
 
     let settled = app.stored_versions().await;
     assert_wrapped_by(&moto, &settled, &arn_b).await;
-    assert_rotated(app.run_cli(&rotate, &env_a), 0);
+    assert_rotated(app.run_cli(&rotate, &env_b), 0);
     assert_eq!(
         app.stored_versions().await,
         settled,
@@ -370,7 +389,57 @@ async fn kms_outage(store: Store) {
         1
     );
     assert_eq!(app.reveal("FRESH").await, "fresh-1");
+    // Readiness caches its KMS check for a few seconds, then follows.
+    let deadline = Instant::now() + OUTAGE_BOUND;
+    while app.readyz().await.0 != StatusCode::OK {
+        assert!(
+            Instant::now() < deadline,
+            "still not ready after KMS came back"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     assert_ready(&app, "aws").await;
+}
+
+/// Readiness probes, however many, cost at most one KMS call per few seconds.
+async fn readiness_probes_do_not_burn_kms_calls(store: Store) {
+    // `_moto` keeps the emulator running until the test ends.
+    let AwsApp {
+        app, moto: _moto, ..
+    } = aws_app(store, &[]).await;
+    assert_ready(&app, "aws").await;
+    let before = app.provider_calls("aws", "DescribeKey").await;
+    let probes: Vec<_> = (0..50)
+        .map(|_| {
+            let api = app.api.clone();
+            tokio::spawn(async move { api.readyz().await })
+        })
+        .collect();
+    for probe in probes {
+        let (status, body) = probe.await.expect("probe task");
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let calls = app.provider_calls("aws", "DescribeKey").await - before;
+    assert!(
+        calls <= 1,
+        "50 concurrent probes made {calls} DescribeKey calls"
+    );
+}
+
+/// A row that names a KMS key the server is not configured with is refused before KMS is
+/// asked, even though KMS itself would unwrap it (the blob is genuine).
+async fn a_row_naming_an_unconfigured_key_is_refused(store: Store) {
+    let AwsApp { app, moto, .. } = aws_app(store, &[CACHE_OFF]).await;
+    app.create_secret("TARGET", "target-1").await;
+    // A genuine data key for the same context under another key of the same account.
+    let (_, other_arn) = moto.create_key().await;
+    let [target]: [StoredVersion; 1] = app.stored_versions().await.try_into().expect("one");
+    let planted = moto.generate_data_key(&other_arn, &target.context()).await;
+    app.set_wrapped_key(&target, &other_arn, &planted).await;
+    let decrypts = app.provider_calls("aws", "Decrypt").await;
+    let response = app.admin(SECRET_VALUE, json!({ "name": "TARGET" })).await;
+    assert_code(&response, "INTEGRITY_ERROR");
+    assert_eq!(app.provider_calls("aws", "Decrypt").await, decrypts);
 }
 
 /// Reads `name` `reads` times (checking the value) and returns the `Decrypt` calls the

@@ -148,6 +148,31 @@ impl Moto {
         }
     }
 
+    /// A data key under `key_id` bound to `context`, as `GenerateDataKey` wraps it (what an
+    /// attacker with access to another key of the account could plant).
+    pub async fn generate_data_key(
+        &self,
+        key_id: &str,
+        context: &[(impl AsRef<str>, impl AsRef<str>)],
+    ) -> Vec<u8> {
+        let mut request = self
+            .kms
+            .generate_data_key()
+            .key_id(key_id)
+            .key_spec(aws_sdk_kms::types::DataKeySpec::Aes256);
+        for (key, value) in context {
+            request = request.encryption_context(key.as_ref(), value.as_ref());
+        }
+        let output = request.send().await;
+        let output =
+            output.unwrap_or_else(|e| panic!("GenerateDataKey: {}", DisplayErrorContext(e)));
+        output
+            .ciphertext_blob()
+            .expect("GenerateDataKey returns the wrapped key")
+            .as_ref()
+            .to_vec()
+    }
+
     /// Polls `GET /moto-api/` until it answers.
     async fn wait_until_answering(&self) {
         let http = reqwest::Client::builder()

@@ -1,13 +1,21 @@
 //! The HTTP surface (axum): `POST /graphql`, `GET /graphql` (queries only), the GraphiQL
-//! playground at `/`, `/healthz` and `/readyz`.
+//! playground at `/`, `/healthz`, `/readyz` and `/metrics`.
+mod limits;
+mod probes;
+
 use std::{sync::Arc, time::Duration};
 
+use async_graphql::ParseRequestError;
 use async_graphql::{BatchRequest, http::GraphiQLSource, parser::types::OperationType};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLRequest, GraphQLResponse};
 use axum::{
     Json, Router,
+    error_handling::HandleErrorLayer,
     extract::{Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header::AUTHORIZATION},
+    http::{
+        HeaderMap, HeaderName, HeaderValue, StatusCode,
+        header::{AUTHORIZATION, CACHE_CONTROL},
+    },
     middleware::{self, Next},
     response::{Html, IntoResponse, Response},
     routing::get,
@@ -16,14 +24,16 @@ use tower::ServiceBuilder;
 use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    set_header::SetResponseHeaderLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
 use tracing::{Level, Span, field::Empty};
 
+pub use self::{limits::TokenRateLimiter, probes::KeyCheck};
 use crate::{
     config::Limits,
-    domain::identity,
-    graphql::{AppData, AppSchema, Auth, RequestCtx, error_response, request_loaders},
+    domain::{audit, identity},
+    graphql::{AppData, AppSchema, Auth, Denials, RequestCtx, error_response, request_loaders},
     metrics::Metrics,
 };
 
@@ -34,16 +44,36 @@ pub struct AppState {
     pub data: AppData,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    pub rate_limiter: Arc<TokenRateLimiter>,
+    pub key_check: KeyCheck,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     let max_body = state.limits.max_body_bytes;
+    let timeout = Duration::from_secs(state.limits.request_timeout_secs);
+    let in_flight = usize::try_from(state.limits.max_concurrent_requests).unwrap_or(usize::MAX);
+    let graphql = Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .layer(
+            ServiceBuilder::new()
+                // A response can carry a value: no cache may keep any of them.
+                .layer(SetResponseHeaderLayer::overriding(
+                    CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
+                .layer(HandleErrorLayer::new(move |error| {
+                    limits::load_refusal(timeout, error)
+                }))
+                .load_shed()
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(in_flight))
+                .timeout(timeout),
+        );
     Router::new()
         .route("/", get(graphiql))
-        .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(probes::readyz))
+        .route("/metrics", get(probes::metrics))
+        .merge(graphql)
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -84,15 +114,16 @@ fn request_span(request: &Request) -> Span {
 async fn drop_unusable_request_id(mut request: Request, next: Next) -> Response {
     let usable = request.headers().get(REQUEST_ID).is_some_and(|v| {
         let bytes = v.as_bytes();
-        (1..=64).contains(&bytes.len())
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        (1..=64).contains(&bytes.len()) && bytes.iter().all(|&b| is_plain(b))
     });
     if !usable {
         request.headers_mut().remove(REQUEST_ID);
     }
     next.run(request).await
+}
+
+fn is_plain(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.')
 }
 
 async fn graphiql() -> Html<String> {
@@ -105,50 +136,52 @@ async fn graphiql() -> Html<String> {
     )
 }
 
-async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let database = state.data.db.ping().await;
-    let keys = tokio::time::timeout(Duration::from_secs(5), state.data.keys.health()).await;
-    let database_ok = database.is_ok();
-    let keys_ok = matches!(keys, Ok(Ok(())));
-    if let Err(e) = &database {
-        tracing::warn!(error = %e, "readiness: database unreachable");
-    }
-    let status = if database_ok && keys_ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
-    let body = serde_json::json!({
-        "database": word(database_ok),
-        "keyProvider": word(keys_ok),
-        "keyProviderKind": state.data.keys.kind(),
-    });
-    (status, Json(body)).into_response()
-}
-
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    match state.metrics.render() {
-        Ok(text) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
 fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
     (status, Json(error_response(code, message))).into_response()
 }
 
+/// A body that is not a GraphQL request. The parser's own message can quote the body (a
+/// value, say), so it stays out of the answer.
+struct Unreadable(ParseRequestError);
+
+impl From<ParseRequestError> for Unreadable {
+    fn from(error: ParseRequestError) -> Self {
+        Self(error)
+    }
+}
+
+impl IntoResponse for Unreadable {
+    fn into_response(self) -> Response {
+        if matches!(self.0, ParseRequestError::PayloadTooLarge) {
+            return refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "BAD_REQUEST",
+                "the request body is larger than the server accepts",
+            );
+        }
+        refusal(
+            StatusCode::BAD_REQUEST,
+            "BAD_REQUEST",
+            "the request is not a GraphQL request: send JSON like \
+             {\"query\": \"...\", \"variables\": {...}, \"operationName\": \"...\"}",
+        )
+    }
+}
+
+/// A caller, and the token that identified it.
+struct Caller {
+    auth: Auth,
+    token_id: Option<uuid::Uuid>,
+}
+
 /// Resolves the bearer token. A database failure is a 503, not a silent anonymous.
-async fn authenticate(data: &AppData, headers: &HeaderMap) -> Result<Auth, Response> {
+async fn authenticate(data: &AppData, headers: &HeaderMap) -> Result<Caller, Response> {
+    let anonymous = |auth| Caller {
+        auth,
+        token_id: None,
+    };
     let Some(value) = headers.get(AUTHORIZATION) else {
-        return Ok(Auth::Anonymous);
+        return Ok(anonymous(Auth::Anonymous));
     };
     let token = value
         .to_str()
@@ -157,16 +190,20 @@ async fn authenticate(data: &AppData, headers: &HeaderMap) -> Result<Auth, Respo
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
     let Some(token) = token else {
-        return Ok(Auth::Invalid);
+        return Ok(anonymous(Auth::Invalid));
     };
     match identity::authenticate(&data.db, token).await {
-        Ok(Some(principal)) => {
+        Ok(Some(found)) => {
+            let principal = found.principal;
             Span::current().record("principal", tracing::field::display(principal.id));
-            Ok(Auth::Principal(principal))
+            Ok(Caller {
+                auth: Auth::Principal(principal),
+                token_id: Some(found.token_id),
+            })
         }
         Ok(None) => {
             tracing::info!("request with an unknown, revoked or expired token");
-            Ok(Auth::Invalid)
+            Ok(anonymous(Auth::Invalid))
         }
         Err(e) => {
             tracing::error!(error = %e, "authentication lookup failed");
@@ -179,31 +216,70 @@ async fn authenticate(data: &AppData, headers: &HeaderMap) -> Result<Auth, Respo
     }
 }
 
+/// The operation names of a batch for the request span: GraphQL names only (anything
+/// else is the client's free text and stays out of the logs).
+fn operation_names(batch: &BatchRequest) -> String {
+    let names: Vec<&str> = batch
+        .iter()
+        .map(|r| match r.operation_name.as_deref() {
+            Some(name) if name.len() <= 64 && name.bytes().all(is_plain) => name,
+            Some(_) => "?",
+            None => "-",
+        })
+        .collect();
+    names.join(",")
+}
+
 async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> Response {
-    let auth = match authenticate(&state.data, headers).await {
-        Ok(auth) => auth,
+    let caller = match authenticate(&state.data, headers).await {
+        Ok(caller) => caller,
         Err(response) => return response,
     };
+    if let Some(token_id) = caller.token_id
+        && let Err(refusal) = state.rate_limiter.check(token_id, batch.iter().count())
+    {
+        return refusal.into_response();
+    }
     let request_id = headers
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let operations: Vec<&str> = batch
-        .iter()
-        .map(|r| r.operation_name.as_deref().unwrap_or("-"))
-        .collect();
-    Span::current().record("operation", operations.join(",").as_str());
-    let mut batch = batch.data(RequestCtx { auth, request_id });
+    Span::current().record("operation", operation_names(&batch).as_str());
+    let denials = Arc::new(Denials::default());
+    let ctx = RequestCtx {
+        auth: caller.auth,
+        request_id,
+        denials: denials.clone(),
+    };
+    let mut batch = batch.data(ctx.clone());
     for request in batch.iter_mut() {
         request.data.insert(request_loaders(&state.data));
     }
-    GraphQLResponse::from(state.schema.execute_batch(batch).await).into_response()
+    let response = state.schema.execute_batch(batch).await;
+    record_denials(state, &ctx, &denials).await;
+    GraphQLResponse::from(response).into_response()
+}
+
+/// Writes the refusals of a request to the audit log: a row per refused field.
+async fn record_denials(state: &AppState, ctx: &RequestCtx, denials: &Denials) {
+    let refused = denials.take();
+    let Auth::Principal(principal) = &ctx.auth else {
+        return;
+    };
+    if refused.is_empty() {
+        return;
+    }
+    let request_id = ctx.request_id.as_deref();
+    if let Err(e) = audit::record_denials(&state.data.db, principal, request_id, &refused).await {
+        // The refusal stands either way; a lost audit row must be visible to operators.
+        tracing::error!(error = %e, "could not record denied attempts");
+    }
 }
 
 async fn graphql_post(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    batch: GraphQLBatchRequest,
+    batch: GraphQLBatchRequest<Unreadable>,
 ) -> Response {
     let batch = batch.into_inner();
     if let BatchRequest::Batch(requests) = &batch
@@ -223,17 +299,16 @@ async fn graphql_post(
 async fn graphql_get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    request: GraphQLRequest,
+    request: GraphQLRequest<Unreadable>,
 ) -> Response {
-    let request = request.into_inner();
-    if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
+    let mut request = request.into_inner();
+    // Parsed once here; the pipeline reuses it (and reports a parse error itself).
+    let wanted = request.operation_name.clone();
+    if let Ok(document) = request.parsed_query() {
         let operation = document
             .operations
             .iter()
-            .find(|(name, _)| {
-                request.operation_name.is_none()
-                    || name.map(|n| n.as_str()) == request.operation_name.as_deref()
-            })
+            .find(|(name, _)| wanted.is_none() || name.map(|n| n.as_str()) == wanted.as_deref())
             .map(|(_, op)| op.node.ty);
         if operation == Some(OperationType::Mutation) {
             let mut response = refusal(

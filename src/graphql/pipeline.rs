@@ -1,0 +1,180 @@
+//! The request pipeline around async-graphql's own, as one extension (a fresh instance per
+//! request):
+//!
+//! 1. *prepare*: parse once; refuse an operation over the shape limits, text with control
+//!    characters, or an ambiguous operation name — before any resolver runs;
+//! 2. *validate*: async-graphql's rules, with coded messages that echo no value;
+//! 3. *resolve*: a field error becomes a `null` placeholder (the error is kept);
+//! 4. *execute*: the data is shaped as the spec says ([`super::shape`]);
+//! 5. every error leaves with a code ([`super::errors::finish`]).
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_graphql::{
+    PathSegment, QueryPathSegment, Request, Response, ServerError, ServerResult, ValidationResult,
+    Value,
+    context::QueryPathNode,
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest,
+        NextRequest, NextResolve, NextValidation, ResolveInfo,
+    },
+    parser::types::{DocumentOperations, ExecutableDocument},
+};
+
+use super::{errors, inputs, limits::OperationLimits, shape};
+
+/// Installs the pipeline with the operation limits.
+pub struct Pipeline {
+    limits: OperationLimits,
+}
+
+impl Pipeline {
+    pub fn new(limits: OperationLimits) -> Self {
+        Self { limits }
+    }
+}
+
+impl ExtensionFactory for Pipeline {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(PipelineRun {
+            limits: self.limits,
+            document: Mutex::new(None),
+            field_errors: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+struct PipelineRun {
+    limits: OperationLimits,
+    /// The parsed document, for shaping the response.
+    document: Mutex<Option<ExecutableDocument>>,
+    /// Field errors taken out of async-graphql's hands (see `resolve`).
+    field_errors: Mutex<Vec<ServerError>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Nothing here holds an invariant a panic could break half-way.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[async_trait::async_trait]
+impl Extension for PipelineRun {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        errors::finish(&mut response.errors);
+        response
+    }
+
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        let variables = request.variables.clone();
+        let operation_name = request.operation_name.clone();
+        let document = request
+            .parsed_query()
+            .map_err(|e| errors::parse_failed(e.clone()))?;
+        super::limits::check(document, &self.limits)?;
+        inputs::check(&ctx.schema_env.registry, document, &variables)?;
+        check_operation_name(document, operation_name.as_deref())?;
+        *lock(&self.document) = Some(document.clone());
+        next.run(ctx, request).await
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        next.run(ctx)
+            .await
+            .map_err(|errors| errors.into_iter().map(errors::validation_failed).collect())
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let path = info.path_node;
+        match next.run(ctx, info).await {
+            Ok(value) => Ok(value),
+            Err(mut error) => {
+                if error.path.is_empty() {
+                    error.path = path_of(path);
+                }
+                lock(&self.field_errors).push(error);
+                Ok(Some(Value::Null))
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let mut response = next.run(ctx, operation_name).await;
+        let field_errors = std::mem::take(&mut *lock(&self.field_errors));
+        response.errors.extend(field_errors);
+        if let Some(document) = lock(&self.document).as_ref()
+            && let Some(operation) = find_operation(document, operation_name)
+        {
+            let data = std::mem::take(&mut response.data);
+            let selection = (&operation.ty, &operation.selection_set.node);
+            response.data = shape::shape(
+                data,
+                &ctx.schema_env.registry,
+                document,
+                selection,
+                &response.errors,
+            );
+        }
+        response
+    }
+}
+
+fn find_operation<'a>(
+    document: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<&'a async_graphql::parser::types::OperationDefinition> {
+    match (&document.operations, name) {
+        (DocumentOperations::Single(operation), _) => Some(&operation.node),
+        (DocumentOperations::Multiple(operations), Some(name)) => {
+            operations.get(name).map(|o| &o.node)
+        }
+        (DocumentOperations::Multiple(operations), None) if operations.len() == 1 => {
+            operations.values().next().map(|o| &o.node)
+        }
+        _ => None,
+    }
+}
+
+/// Refuses, with `BAD_REQUEST`, a request whose operation cannot be chosen — without
+/// echoing the name asked for, which is the client's free text.
+fn check_operation_name(document: &ExecutableDocument, name: Option<&str>) -> ServerResult<()> {
+    if find_operation(document, name).is_some() {
+        return Ok(());
+    }
+    let message = match name {
+        Some(_) => "the document has no operation of the name given in `operationName`",
+        None => "the document holds several operations: name the one to run in `operationName`",
+    };
+    Err(errors::coded(message, "BAD_REQUEST", None))
+}
+
+/// The response path of a field being resolved.
+fn path_of(node: &QueryPathNode<'_>) -> Vec<PathSegment> {
+    let mut path: Vec<PathSegment> = std::iter::once(node)
+        .chain(node.parents())
+        .map(|node| match node.segment {
+            QueryPathSegment::Name(name) => PathSegment::Field(name.to_owned()),
+            QueryPathSegment::Index(i) => PathSegment::Index(i),
+        })
+        .collect();
+    path.reverse();
+    path
+}

@@ -1,0 +1,78 @@
+//! Probes and metrics: `/healthz`, `/readyz`, `/metrics`.
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    Json,
+    extract::State,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use tokio::sync::Mutex;
+
+use super::AppState;
+use crate::crypto::KeyProvider;
+
+/// How long a key provider check answers `/readyz`: probes every second from several
+/// orchestrators must not turn into a KMS call each (and a KMS quota burnt).
+const KEY_CHECK_TTL: Duration = Duration::from_secs(5);
+
+/// The last key provider check. Concurrent probes wait for one check rather than each
+/// making their own.
+#[derive(Default)]
+pub struct KeyCheck(Mutex<Option<(Instant, bool)>>);
+
+impl KeyCheck {
+    async fn ok(&self, keys: &dyn KeyProvider) -> bool {
+        let mut last = self.0.lock().await;
+        if let Some((at, ok)) = *last
+            && at.elapsed() < KEY_CHECK_TTL
+        {
+            return ok;
+        }
+        let checked = tokio::time::timeout(Duration::from_secs(5), keys.health()).await;
+        let ok = matches!(checked, Ok(Ok(())));
+        if let Ok(Err(e)) = &checked {
+            tracing::warn!(error = %e, "readiness: key provider unavailable");
+        }
+        *last = Some((Instant::now(), ok));
+        ok
+    }
+}
+
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let database = state.data.db.ping().await;
+    if let Err(e) = &database {
+        tracing::warn!(error = %e, "readiness: database unreachable");
+    }
+    let database_ok = database.is_ok();
+    let keys_ok = state.key_check.ok(state.data.keys.as_ref()).await;
+    let status = if database_ok && keys_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let body = serde_json::json!({
+        "database": word(database_ok),
+        "keyProvider": word(keys_ok),
+        "keyProviderKind": state.data.keys.kind(),
+    });
+    (status, Json(body)).into_response()
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match state.metrics.render() {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
