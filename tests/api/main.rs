@@ -1,11 +1,17 @@
 //! End-to-end tests: the real `strongroom` binary, spawned per test, spoken to over HTTP,
-//! each test once on SQLite and once on PostgreSQL.
+//! each test once on SQLite and once on PostgreSQL (the replica tests: PostgreSQL only).
 mod helpers;
 mod moto;
 
+mod abuse;
 mod auth;
 mod dependents;
+mod guards;
+mod inputs;
 mod kms;
 mod leaks;
 mod limits;
+mod races;
+mod replicas;
 mod secrets;
+mod shape;

@@ -1,0 +1,162 @@
+//! The HTTP client side: what a GraphQL client sends and sees.
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// The `extensions.code` of the first error, if any.
+pub fn error_code(response: &Value) -> Option<String> {
+    response["errors"][0]["extensions"]["code"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// The `extensions.code` of every error, in order.
+pub fn error_codes(response: &Value) -> Vec<String> {
+    response["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|error| error["extensions"]["code"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Asserts that the response failed with `code` (first error).
+#[track_caller]
+pub fn assert_code(response: &Value, code: &str) {
+    assert_eq!(
+        error_code(response).as_deref(),
+        Some(code),
+        "expected error code {code}; response: {response:#}"
+    );
+}
+
+/// The response's `data`, asserting that it carries no error.
+#[track_caller]
+pub fn data(response: &Value) -> &Value {
+    assert!(
+        response.get("errors").is_none() && response["data"].is_object(),
+        "expected a successful response; got: {response:#}"
+    );
+    &response["data"]
+}
+
+/// A cheap, cloneable HTTP client for one server: what concurrent tasks take with them.
+#[derive(Clone)]
+pub struct Api {
+    pub(super) http: reqwest::Client,
+    pub(super) base_url: String,
+}
+
+impl Api {
+    /// POSTs one GraphQL operation and returns the body, asserting HTTP 200.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let (status, body) = self
+            .post_raw(token, json!({ "query": query, "variables": variables }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "HTTP status; body: {body:#}");
+        body
+    }
+
+    /// POSTs any JSON body (a batch, say) to `/graphql`. A body that is not JSON comes
+    /// back as a JSON string.
+    pub async fn post_raw(&self, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        let request = self.http.post(format!("{}/graphql", self.base_url));
+        let response = with_token(request, token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /graphql");
+        let status = response.status();
+        let text = response.text().await.expect("read response body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, body)
+    }
+
+    /// POSTs any JSON body to `/graphql`; returns the status, the headers and the body text.
+    pub async fn post_with_headers(
+        &self,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, reqwest::header::HeaderMap, String) {
+        let request = self.http.post(format!("{}/graphql", self.base_url));
+        let response = with_token(request, token)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /graphql");
+        let status = response.status();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.expect("read response body"))
+    }
+
+    /// Sends `request` (built on this client, e.g. a POST with another content type) to
+    /// `path`; returns the status, the headers and the body text.
+    pub async fn send(
+        &self,
+        build: impl FnOnce(&reqwest::Client, String) -> reqwest::RequestBuilder,
+        path: &str,
+    ) -> (StatusCode, reqwest::header::HeaderMap, String) {
+        let response = build(&self.http, format!("{}{path}", self.base_url))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request to {path}: {e}"));
+        let status = response.status();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.expect("read response body"))
+    }
+
+    pub async fn get_raw(&self, path_and_query: &str, token: Option<&str>) -> (StatusCode, String) {
+        let request = self.http.get(format!("{}{path_and_query}", self.base_url));
+        let response = with_token(request, token)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path_and_query}: {e}"));
+        let status = response.status();
+        (status, response.text().await.expect("read response body"))
+    }
+
+    /// `GET /readyz`: the status and the JSON body.
+    pub async fn readyz(&self) -> (StatusCode, Value) {
+        let (status, body) = self.get_raw("/readyz", None).await;
+        let body = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("/readyz answered {status} with non-JSON ({e}): {body}"));
+        (status, body)
+    }
+
+    /// The counter `strongroom_key_provider_calls_total{provider, operation}` from
+    /// `/metrics`; a label combination not (yet) exported counts 0.
+    pub async fn provider_calls(&self, provider: &str, operation: &str) -> u64 {
+        const METRIC: &str = "strongroom_key_provider_calls_total{";
+        let (status, text) = self.get_raw("/metrics", None).await;
+        assert_eq!(status, StatusCode::OK, "GET /metrics: {text}");
+        let wanted = |labels: &str| {
+            let (mut provider_ok, mut operation_ok) = (false, false);
+            for (key, value) in labels.split(',').filter_map(|pair| pair.split_once('=')) {
+                let value = value.trim_matches('"');
+                match key.trim() {
+                    "provider" => provider_ok = value == provider,
+                    "operation" => operation_ok = value == operation,
+                    _ => {}
+                }
+            }
+            provider_ok && operation_ok
+        };
+        text.lines()
+            .filter_map(|line| line.strip_prefix(METRIC)?.split_once('}'))
+            .filter(|(labels, _)| wanted(labels))
+            .map(|(_, sample)| {
+                let value = sample.split_whitespace().next().unwrap_or_default();
+                value
+                    .parse::<f64>()
+                    .unwrap_or_else(|e| panic!("counter value {value:?} in /metrics: {e}"))
+                    as u64
+            })
+            .sum()
+    }
+}
+
+fn with_token(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
+    match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    }
+}

@@ -1,0 +1,339 @@
+//! Spawns the real `strongroom` binary against a fresh database (a SQLite file or a new
+//! PostgreSQL database) and talks to it over HTTP, as a client would.
+//!
+//! - [`process`]: the binary, its output, PostgreSQL databases;
+//! - [`client`]: the HTTP/GraphQL client and its assertions;
+//! - [`sql`]: direct SQL on an app's database;
+//! - [`documents`]: shared GraphQL documents.
+mod client;
+mod documents;
+mod process;
+mod sql;
+
+use std::{
+    ffi::OsStr,
+    ops::Deref,
+    path::PathBuf,
+    process::Stdio,
+    thread,
+    time::Duration,
+};
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+pub use client::*;
+pub use documents::*;
+pub use process::*;
+pub use sql::*;
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const LOG_LINES_ON_FAILURE: usize = 200;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    Sqlite,
+    Postgres,
+}
+
+/// Declares each named `async fn(Store)` test once per store:
+/// `both_stores!(lifecycle)` gives `lifecycle::sqlite` and `lifecycle::postgres`.
+macro_rules! both_stores {
+    ($($test:ident),+ $(,)?) => {$(
+        mod $test {
+            use $crate::helpers::Store;
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                super::$test(Store::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                super::$test(Store::Postgres).await
+            }
+        }
+    )+};
+}
+pub(crate) use both_stores;
+
+pub struct ServiceAccount {
+    pub id: String,
+    pub token: String,
+}
+
+/// One running server with its own database, master key and organizations `acme` (whose
+/// admin is `admin_token`) and `globex` (`other_admin_token`).
+pub struct TestApp {
+    pub api: Api,
+    pub admin_token: String,
+    pub other_admin_token: String,
+    /// What every `strongroom` process of this app gets: database and master key file.
+    env: Vec<(&'static str, String)>,
+    database_url: String,
+    sqlite_path: Option<PathBuf>,
+    bootstrap_stdout: String,
+    bootstrap_stderr: String,
+    server: Server,
+    /// The logs of servers stopped by `restart_with`.
+    earlier_server_logs: String,
+    // Dropped after `server` is killed (see `Drop`), in this order.
+    _postgres: Option<PostgresDatabase>,
+    _dir: TempDir,
+}
+
+/// The request methods are the `Api`'s; `app.api.clone()` is for spawned tasks.
+impl Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl TestApp {
+    pub async fn spawn(store: Store) -> Self {
+        Self::spawn_with(store, &[] as &[(&str, &str)]).await
+    }
+
+    /// Spawns the server with `extra_env` on top of the test configuration.
+    pub async fn spawn_with(
+        store: Store,
+        extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)],
+    ) -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let (database_url, sqlite_path, postgres) = match store {
+            Store::Sqlite => {
+                let path = dir.path().join("strongroom.db");
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                (url, Some(path), None)
+            }
+            Store::Postgres => {
+                let (database, url) = PostgresDatabase::create().await;
+                (url, None, Some(database))
+            }
+        };
+        let master_key_file = dir.path().join("master.key");
+        let env = vec![
+            ("DATABASE_URL", database_url.clone()),
+            (
+                "STRONGROOM_MASTER_KEY_FILE",
+                master_key_file.to_str().expect("UTF-8 path").to_owned(),
+            ),
+            ("STRONGROOM_LOG_FORMAT", "text".to_owned()),
+            ("RUST_LOG", "debug".to_owned()),
+            // Plain text, so a leaked value cannot hide between colour codes.
+            ("NO_COLOR", "1".to_owned()),
+        ];
+
+        let mut bootstrap_stdout = String::new();
+        let mut bootstrap_stderr = String::new();
+        let mut bootstrap = |org: &str| {
+            let output = strongroom(&env)
+                .args(["bootstrap", "--org", org])
+                .output()
+                .expect("run `strongroom bootstrap`");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            bootstrap_stdout.push_str(&stdout);
+            bootstrap_stderr.push_str(&stderr);
+            assert!(
+                output.status.success(),
+                "`strongroom bootstrap --org {org}` failed ({}):\n{stdout}\n{stderr}",
+                output.status
+            );
+            let token = stdout.lines().map(str::trim).rfind(|line| !line.is_empty());
+            token
+                .unwrap_or_else(|| panic!("`bootstrap --org {org}` printed no token:\n{stderr}"))
+                .to_owned()
+        };
+        let admin_token = bootstrap("acme");
+        let other_admin_token = bootstrap("globex");
+
+        let (server, address) = Server::start(&env, extra_env);
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("build the HTTP client");
+        Self {
+            api: Api {
+                http,
+                base_url: format!("http://{address}"),
+            },
+            admin_token,
+            other_admin_token,
+            env,
+            database_url,
+            sqlite_path,
+            bootstrap_stdout,
+            bootstrap_stderr,
+            server,
+            earlier_server_logs: String::new(),
+            _postgres: postgres,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the server (SIGTERM, then waits for it to exit) and starts it again on the
+    /// same database and master key file, with `extra_env` instead of the previous extra
+    /// environment. Tokens stay valid; the address changes (`app.api` follows it).
+    pub async fn restart_with(&mut self, extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)]) {
+        self.server.stop();
+        self.earlier_server_logs.push_str(&self.server.logs());
+        self.earlier_server_logs
+            .push_str("--- strongroom serve restarted ---\n");
+        let (server, address) = Server::start(&self.env, extra_env);
+        self.server = server;
+        self.api.base_url = format!("http://{address}");
+    }
+
+    /// Runs `strongroom ARGS` against this app's database and master key file, with
+    /// `extra_env` on top; returns whether it exited successfully, its stdout and stderr.
+    pub fn run_cli(
+        &self,
+        args: &[&str],
+        extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)],
+    ) -> (bool, String, String) {
+        let mut process = strongroom(&self.env)
+            .envs(pairs(extra_env))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn `strongroom {args:?}`: {e}"));
+        let (mut stdout, mut stderr) = (Output::default(), Output::default());
+        stdout.capture(process.stdout.take().expect("piped stdout"));
+        stderr.capture(process.stderr.take().expect("piped stderr"));
+        let Some(status) = wait_with_timeout(&mut process, COMMAND_TIMEOUT) else {
+            let _ = process.kill();
+            panic!(
+                "`strongroom {args:?}` did not finish within {COMMAND_TIMEOUT:?}; output:\n{}\n{}",
+                stdout.text(),
+                stderr.text()
+            );
+        };
+        (status.success(), stdout.finish(), stderr.finish())
+    }
+
+    /// Everything captured so far: the bootstrap commands' output (which includes the
+    /// admin tokens they print on purpose) and the server's stdout and stderr.
+    pub fn logs(&self) -> String {
+        format!(
+            "{}{}{}",
+            self.bootstrap_stdout,
+            self.bootstrap_stderr,
+            self.server_logs()
+        )
+    }
+
+    /// What the `serve` processes wrote so far, both streams (every server this app ran).
+    pub fn server_logs(&self) -> String {
+        format!("{}{}", self.earlier_server_logs, self.server.logs())
+    }
+
+    /// What the bootstrap commands logged (stderr), without the tokens they print on stdout.
+    pub fn bootstrap_logs(&self) -> &str {
+        &self.bootstrap_stderr
+    }
+
+    /// A GraphQL request as the `acme` admin.
+    pub async fn admin(&self, query: &str, variables: Value) -> Value {
+        self.gql(Some(&self.admin_token), query, variables).await
+    }
+
+    /// Creates a secret as the `acme` admin and returns it (`id name description
+    /// currentVersion`).
+    pub async fn create_secret(&self, name: &str, value: &str) -> Value {
+        let input = json!({ "input": { "name": name, "value": value } });
+        let response = self.admin(CREATE_SECRET, input).await;
+        data(&response)["createSecret"]["secret"].clone()
+    }
+
+    /// The current value of a secret, read as the `acme` admin.
+    pub async fn reveal(&self, name: &str) -> String {
+        let response = self.admin(SECRET_VALUE, json!({ "name": name })).await;
+        let value = &data(&response)["secretValue"]["value"];
+        value.as_str().expect("value is a string").to_owned()
+    }
+
+    /// `secrets.totalCount` as the `acme` admin.
+    pub async fn secret_count(&self) -> i64 {
+        let response = self.admin(SECRET_COUNT, json!({})).await;
+        let total = &data(&response)["secrets"]["totalCount"];
+        total.as_i64().expect("totalCount is an integer")
+    }
+
+    /// Creates a service account with `role` in `acme`; returns its id and first token.
+    pub async fn create_service_account(&self, role: &str) -> ServiceAccount {
+        let name = format!("sa_{}_{}", role.to_lowercase(), short_id());
+        let input = json!({ "input": { "name": name, "role": role } });
+        let response = self.admin(CREATE_SERVICE_ACCOUNT, input).await;
+        let created = &data(&response)["createServiceAccount"];
+        let text = |value: &Value| value.as_str().expect("a string").to_owned();
+        ServiceAccount {
+            id: text(&created["serviceAccount"]["id"]),
+            token: text(&created["token"]),
+        }
+    }
+
+    pub async fn new_principal_token(&self, role: &str) -> String {
+        self.create_service_account(role).await.token
+    }
+}
+
+/// Another `strongroom serve` process on a [`TestApp`]'s database and master key: a
+/// replica, as several servers behind a load balancer share one PostgreSQL database.
+pub struct Replica {
+    pub api: Api,
+    server: Server,
+}
+
+impl Deref for Replica {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl TestApp {
+    /// Starts a replica with `extra_env` on top of the test configuration.
+    pub fn start_replica(&self, extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)]) -> Replica {
+        let (server, address) = Server::start(&self.env, extra_env);
+        Replica {
+            api: Api {
+                http: self.api.http.clone(),
+                base_url: format!("http://{address}"),
+            },
+            server,
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.server.kill();
+        if thread::panicking() {
+            print_tail("strongroom serve (replica)", &self.server.logs());
+        }
+    }
+}
+
+/// The last lines of a server's log, shown with a failed test's output.
+fn print_tail(what: &str, logs: &str) {
+    let lines: Vec<&str> = logs.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(LOG_LINES_ON_FAILURE)..];
+    eprintln!("--- {what}, last log lines ---\n{}", tail.join("\n"));
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        // Kill before the fields drop: the PostgreSQL database and the directory go next.
+        self.server.kill();
+        if thread::panicking() {
+            // Shown with the failed test's output: the server's side of the story.
+            print_tail("strongroom serve", &self.server_logs());
+        }
+    }
+}
