@@ -6,7 +6,10 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{CREATE_SECRET, Store, TestApp, assert_code, both_stores, data, error_codes};
+use crate::helpers::{
+    CREATE_SECRET, DEPLOY_RESOURCE, Store, TestApp, UPSERT_RESOURCE, assert_code, both_stores,
+    data, error_codes, id, resource_input,
+};
 
 both_stores!(
     the_story,
@@ -22,12 +25,6 @@ macro_rules! dependent_fields {
     };
 }
 
-const UPSERT_RESOURCE: &str = "mutation($input: UpsertResourceInput!) {
-    upsertResource(input: $input) {
-        resource { id kind name description references { secretName field } } } }";
-const DEPLOY_RESOURCE: &str = "mutation($id: ID!) { deployResource(input: { id: $id }) {
-    resource { id activeDeployment { id } }
-    deployment { id state deployedAt deployedBy { id } pins { secretName version } } } }";
 const DELETE_RESOURCE: &str =
     "mutation($id: ID!) { deleteResource(input: { id: $id }) { deletedResourceId } }";
 const RESOURCE: &str = "query($id: ID!) { resource(id: $id) {
@@ -68,23 +65,6 @@ const SECRETS_WITH_DEPENDENTS: &str = "query($first: Int) {
 /// The server's default cap on the operations of one batched POST.
 const MAX_BATCH: usize = 10;
 const STATEMENTS_METRIC: &str = "strongroom_db_statements_total";
-
-/// An `UpsertResourceInput` with `(secretName, field)` references.
-fn resource_input(kind: &str, name: &str, references: &[(&str, &str)]) -> Value {
-    let references: Vec<Value> = references
-        .iter()
-        .map(|(secret_name, field)| json!({ "secretName": secret_name, "field": field }))
-        .collect();
-    json!({ "kind": kind, "name": name, "references": references })
-}
-
-/// The `id` of a resource, deployment or secret as returned.
-fn id(object: &Value) -> String {
-    object["id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an id in {object:#}"))
-        .to_owned()
-}
 
 async fn upsert(app: &TestApp, token: &str, input: Value) -> Value {
     app.gql(Some(token), UPSERT_RESOURCE, json!({ "input": input }))

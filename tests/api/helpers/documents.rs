@@ -1,4 +1,5 @@
-//! GraphQL documents that several test files share.
+//! GraphQL documents (and their inputs) that several test files share.
+use serde_json::{Value, json};
 
 pub const VIEWER: &str =
     "query { viewer { role principal { id kind name role } organization { id name } } }";
@@ -18,3 +19,26 @@ pub const CREATE_SERVICE_ACCOUNT: &str = "mutation($input: CreateServiceAccountI
 pub const CREATE_API_TOKEN: &str = "mutation($input: CreateApiTokenInput!) {
     createApiToken(input: $input) {
         apiToken { id prefix description expiresAt revokedAt } token } }";
+pub const UPSERT_RESOURCE: &str = "mutation($input: UpsertResourceInput!) {
+    upsertResource(input: $input) {
+        resource { id kind name description references { secretName field } } } }";
+pub const DEPLOY_RESOURCE: &str = "mutation($id: ID!) { deployResource(input: { id: $id }) {
+    resource { id activeDeployment { id } }
+    deployment { id state deployedAt deployedBy { id } pins { secretName version } } } }";
+
+/// An `UpsertResourceInput` with `(secretName, field)` references.
+pub fn resource_input(kind: &str, name: &str, references: &[(&str, &str)]) -> Value {
+    let references: Vec<Value> = references
+        .iter()
+        .map(|(secret_name, field)| json!({ "secretName": secret_name, "field": field }))
+        .collect();
+    json!({ "kind": kind, "name": name, "references": references })
+}
+
+/// The `id` of a resource, deployment or secret as returned.
+pub fn id(object: &Value) -> String {
+    object["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an id in {object:#}"))
+        .to_owned()
+}
