@@ -1,1 +1,215 @@
-//! (being written)
+//! Several `strongroom serve` processes on one PostgreSQL database behave as one server
+//! (DESIGN.md §6): check-and-set, deploys, guarded deletes and token revocation hold
+//! across replicas, because the database — not any one process — decides. PostgreSQL only:
+//! SQLite is the embedded, one-process store.
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    Api, CREATE_API_TOKEN, DELETE_SECRET, DEPLOY_RESOURCE, Replica, Store, TestApp, UPDATE_SECRET,
+    UPSERT_RESOURCE, VIEWER, assert_code, data, error_codes, id, resource_input,
+};
+
+const REPLICAS: usize = 3;
+const REVOKE_API_TOKEN: &str = "mutation($input: RevokeApiTokenInput!) {
+    revokeApiToken(input: $input) { apiToken { id revokedAt } } }";
+
+/// The app (its own server) and two more replicas on its database.
+async fn cluster() -> (TestApp, Vec<Replica>) {
+    let app = TestApp::spawn(Store::Postgres).await;
+    let replicas = (1..REPLICAS)
+        .map(|_| app.start_replica(&[] as &[(&str, &str)]))
+        .collect();
+    (app, replicas)
+}
+
+/// Every server of the cluster, the app's first.
+fn servers<'a>(app: &'a TestApp, replicas: &'a [Replica]) -> Vec<&'a Api> {
+    std::iter::once(&app.api)
+        .chain(replicas.iter().map(|r| &r.api))
+        .collect()
+}
+
+/// Sends every request at once, request `i` to server `i % servers`; returns the
+/// responses in order.
+async fn race(servers: &[&Api], requests: Vec<(String, &'static str, Value)>) -> Vec<Value> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, (token, query, variables))| {
+            let api = servers[i % servers.len()].clone();
+            tokio::spawn(async move { api.gql(Some(&token), query, variables).await })
+        })
+        .collect();
+    let mut responses = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        responses.push(task.await.expect("a racing request"));
+    }
+    responses
+}
+
+fn succeeded(response: &Value) -> bool {
+    response.get("errors").is_none()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_and_set_holds_across_replicas() {
+    const RACERS: usize = 30;
+    let (app, replicas) = cluster().await;
+    let servers = servers(&app, &replicas);
+    app.create_secret("SHARED_KEY", "initial").await;
+
+    let racers = (0..RACERS)
+        .map(|i| {
+            let input = json!({ "input": {
+                "name": "SHARED_KEY", "value": format!("racer-{i}"), "expectedVersion": 1 } });
+            (app.admin_token.clone(), UPDATE_SECRET, input)
+        })
+        .collect();
+    let responses = race(&servers, racers).await;
+    let winners: Vec<usize> = (0..RACERS).filter(|&i| succeeded(&responses[i])).collect();
+    let conflicts = responses
+        .iter()
+        .filter(|r| error_codes(r) == ["VERSION_CONFLICT"])
+        .count();
+    assert_eq!(
+        (winners.len(), conflicts),
+        (1, RACERS - 1),
+        "one winner across {REPLICAS} servers: {responses:#?}"
+    );
+    // Every server reads the winner's value.
+    let winner = format!("racer-{}", winners[0]);
+    for server in &servers {
+        let read = server
+            .gql(
+                Some(&app.admin_token),
+                "query { secretValue(name: \"SHARED_KEY\") { version value } }",
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            data(&read)["secretValue"],
+            json!({ "version": 2, "value": winner })
+        );
+    }
+
+    // Without expectedVersion every update lands once, with its own version number.
+    let writers = (0..RACERS)
+        .map(|i| {
+            let input = json!({ "input": { "name": "SHARED_KEY", "value": format!("w-{i}") } });
+            (app.admin_token.clone(), UPDATE_SECRET, input)
+        })
+        .collect();
+    let responses = race(&servers, writers).await;
+    let mut versions: Vec<i64> = responses
+        .iter()
+        .filter(|r| succeeded(r))
+        .map(|r| {
+            data(r)["updateSecret"]["secret"]["currentVersion"]
+                .as_i64()
+                .expect("a version")
+        })
+        .collect();
+    for refused in responses.iter().filter(|r| !succeeded(r)) {
+        assert_eq!(error_codes(refused), ["VERSION_CONFLICT"], "{refused:#}");
+        assert_eq!(refused["errors"][0]["extensions"]["retryable"], true);
+    }
+    versions.sort_unstable();
+    let landed = versions.len() as i64;
+    assert_eq!(versions, (3..landed + 3).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploys_and_guarded_deletes_hold_across_replicas() {
+    const DEPLOYS: usize = 21;
+    const ROUNDS: usize = 20;
+    let (app, replicas) = cluster().await;
+    let servers = servers(&app, &replicas);
+    let member = app.new_principal_token("MEMBER").await;
+    let admin = app.admin_token.clone();
+    let upsert = |name: &str, secret: &str| {
+        let input = resource_input("PIPELINE", name, &[(secret, "sink.key")]);
+        json!({ "input": input })
+    };
+
+    // One resource deployed through every replica at once: one current deployment.
+    app.create_secret("FLEET_KEY", "fleet-1").await;
+    let resource = id(&data(
+        &app.admin(UPSERT_RESOURCE, upsert("fleet", "FLEET_KEY"))
+            .await,
+    )["upsertResource"]["resource"]);
+    let deploys = (0..DEPLOYS)
+        .map(|_| (member.clone(), DEPLOY_RESOURCE, json!({ "id": resource })))
+        .collect();
+    let responses = race(&servers, deploys).await;
+    let made: BTreeSet<String> = responses
+        .iter()
+        .map(|r| id(&data(r)["deployResource"]["deployment"]))
+        .collect();
+    assert_eq!(made.len(), DEPLOYS);
+    let current = "SELECT COUNT(*) FROM deployments WHERE state <> 'SUPERSEDED'";
+    assert_eq!(app.sql_query_one_i64(current).await, 1);
+
+    // A deploy through one replica against a guarded delete through another.
+    let mut requests = Vec::new();
+    for round in 0..ROUNDS {
+        let secret = format!("SPLIT_{round}");
+        app.create_secret(&secret, "split").await;
+        let input = upsert(&format!("split-{round}"), &secret);
+        let resource =
+            id(&data(&app.admin(UPSERT_RESOURCE, input).await)["upsertResource"]["resource"]);
+        requests.push((member.clone(), DEPLOY_RESOURCE, json!({ "id": resource })));
+        requests.push((
+            admin.clone(),
+            DELETE_SECRET,
+            json!({ "input": { "name": secret } }),
+        ));
+    }
+    let responses = race(&servers, requests).await;
+    let mut deploys_won = 0;
+    for (round, pair) in responses.chunks(2).enumerate() {
+        let outcome = (error_codes(&pair[0]), error_codes(&pair[1]));
+        match (outcome.0.as_slice(), outcome.1.as_slice()) {
+            ([], [code]) if code == "HAS_DEPENDENTS" => deploys_won += 1,
+            ([code], []) if code == "MISSING_SECRETS" => {}
+            _ => panic!("round {round}: both or neither won: {pair:#?}"),
+        }
+    }
+    let split_secrets = "SELECT COUNT(*) FROM secrets WHERE name LIKE 'SPLIT%'";
+    assert_eq!(app.sql_query_one_i64(split_secrets).await, deploys_won);
+    let not_active = "SELECT COUNT(*) FROM deployments WHERE state = 'FAILED'";
+    assert_eq!(app.sql_query_one_i64(not_active).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_token_is_refused_by_every_replica() {
+    let (app, replicas) = cluster().await;
+    let servers = servers(&app, &replicas);
+    let account = app.create_service_account("ADMIN").await;
+    let input = json!({ "input": { "principalId": account.id, "description": "fleet job" } });
+    let created = app.admin(CREATE_API_TOKEN, input).await;
+    let created = &data(&created)["createApiToken"];
+    let token = created["token"].as_str().expect("a token").to_owned();
+    for server in &servers {
+        let viewer = server.gql(Some(&token), VIEWER, json!({})).await;
+        assert_eq!(data(&viewer)["viewer"]["principal"]["id"], account.id);
+    }
+
+    // Revoked through the last replica; the very next request to any server is refused.
+    let revoke = json!({ "input": { "id": created["apiToken"]["id"] } });
+    let revoked = servers[REPLICAS - 1]
+        .gql(Some(&app.admin_token), REVOKE_API_TOKEN, revoke)
+        .await;
+    assert!(data(&revoked)["revokeApiToken"]["apiToken"]["revokedAt"].is_string());
+    for (i, server) in servers.iter().enumerate() {
+        let refused = server.gql(Some(&token), VIEWER, json!({})).await;
+        assert_code(&refused, "UNAUTHENTICATED");
+        assert!(refused["data"].is_null(), "server {i}: {refused:#}");
+    }
+    // The account's first token still works everywhere.
+    for server in &servers {
+        let viewer = server.gql(Some(&account.token), VIEWER, json!({})).await;
+        assert_eq!(data(&viewer)["viewer"]["principal"]["id"], account.id);
+    }
+}
