@@ -27,6 +27,7 @@ both_stores!(
     tampered_wrapped_key_is_integrity_error,
     readiness_probes_do_not_burn_kms_calls,
     a_row_naming_an_unconfigured_key_is_refused,
+    load_limits_answer_with_codes,
 );
 
 /// Every read unwraps its data key with the provider.
@@ -518,4 +519,67 @@ async fn tampered_wrapped_key_is_integrity_error(store: Store) {
         .await;
     assert_eq!(app.reveal("TARGET").await, "target-1");
     assert_eq!(app.reveal("OTHER").await, "other-1");
+}
+
+/// The request timeout and the in-flight cap answer GraphQL-shaped 503s with codes, and an
+/// abandoned request leaves nothing half-done. A hung KMS holds the only request slot.
+async fn load_limits_answer_with_codes(store: Store) {
+    let limits = [
+        ("STRONGROOM_REQUEST_TIMEOUT_SECS", "2"),
+        ("STRONGROOM_MAX_CONCURRENT_REQUESTS", "1"),
+        // KMS's own timeouts are longer: the request timeout must be what fires.
+        ("STRONGROOM_KMS_OPERATION_TIMEOUT_MS", "30000"),
+        ("STRONGROOM_KMS_ATTEMPT_TIMEOUT_MS", "30000"),
+    ];
+    let AwsApp { app, moto, .. } = aws_app(store, &limits).await;
+    let admin = app.admin_token.clone();
+    moto.stop_responding();
+
+    let create = json!({ "query": CREATE_SECRET, "variables": name_value("ABANDONED", "v") });
+    let slow = {
+        let (api, admin) = (app.api.clone(), admin.clone());
+        tokio::spawn(async move { api.post_with_headers(Some(&admin), create).await })
+    };
+    // Ordering, not timing: the create is in flight (KMS hangs for far longer than this).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let viewer = json!({ "query": "{ viewer { role } }" });
+    let (status, headers, body) = app.post_with_headers(Some(&admin), viewer.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_code(&body, "OVERLOADED");
+    assert_eq!(
+        headers.get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"1"[..])
+    );
+    assert_eq!(
+        headers.get("cache-control").map(|v| v.as_bytes()),
+        Some(&b"no-store"[..])
+    );
+    // Probes are not behind the cap.
+    assert_eq!(app.get_raw("/healthz", None).await.0, StatusCode::OK);
+
+    let (status, headers, body) = slow.await.expect("the slow request");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("a JSON body");
+    assert_code(&body, "TIMEOUT");
+    assert_eq!(
+        headers.get("cache-control").map(|v| v.as_bytes()),
+        Some(&b"no-store"[..])
+    );
+
+    moto.resume();
+    assert_eq!(
+        app.secret_count().await,
+        0,
+        "the abandoned create wrote something"
+    );
+    assert_eq!(
+        app.sql_query_one_i64("SELECT COUNT(*) FROM secret_versions")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.create_secret("ABANDONED", "v").await["currentVersion"],
+        1
+    );
 }
