@@ -173,4 +173,80 @@ mod tests {
             .expect_err("must fail");
         assert!(matches!(err, Error::Integrity(_)), "{err:?}");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// The async provider is in-memory; one runtime serves every case.
+        fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("a runtime")
+                .block_on(future)
+        }
+
+        fn sealed(keys: &LocalKeyProvider) -> Sealed {
+            block_on(seal(keys, &context(1), b"the genuine value")).expect("seal")
+        }
+
+        proptest! {
+            /// Arbitrary stored bytes under the real key id and scheme never decrypt, and
+            /// never panic.
+            #[test]
+            fn arbitrary_envelopes_never_open(
+                ciphertext in proptest::collection::vec(any::<u8>(), 0..128),
+                nonce in proptest::collection::vec(any::<u8>(), 0..24),
+                blob in proptest::collection::vec(any::<u8>(), 0..96),
+                scheme in prop_oneof![Just(SCHEME.to_owned()), any::<String>()],
+            ) {
+                let keys = provider();
+                let genuine = sealed(&keys);
+                let stored = StoredEnvelope {
+                    ciphertext: &ciphertext,
+                    nonce: &nonce,
+                    wrapped_key: WrappedKey { key_id: genuine.wrapped_key.key_id.clone(), blob },
+                    scheme: &scheme,
+                };
+                let opened = block_on(open(&keys, &context(1), &stored));
+                prop_assert!(matches!(opened, Err(Error::Integrity(_))), "{opened:?}");
+            }
+
+            /// Any change to a genuine envelope — a flipped bit anywhere, a cut, an
+            /// extension — fails its integrity check.
+            #[test]
+            fn a_changed_genuine_envelope_never_opens(
+                part in 0usize..3,
+                at in any::<prop::sample::Index>(),
+                bit in 0u8..8,
+                cut in any::<bool>(),
+            ) {
+                let keys = provider();
+                let genuine = sealed(&keys);
+                let (mut ciphertext, mut nonce, mut blob) =
+                    (genuine.ciphertext.clone(), genuine.nonce.clone(), genuine.wrapped_key.blob.clone());
+                let target = match part {
+                    0 => &mut ciphertext,
+                    1 => &mut nonce,
+                    _ => &mut blob,
+                };
+                if cut {
+                    let keep = at.index(target.len());
+                    target.truncate(keep);
+                } else {
+                    let i = at.index(target.len());
+                    target[i] ^= 1 << bit;
+                }
+                let stored = StoredEnvelope {
+                    ciphertext: &ciphertext,
+                    nonce: &nonce,
+                    wrapped_key: WrappedKey { key_id: genuine.wrapped_key.key_id.clone(), blob },
+                    scheme: genuine.scheme,
+                };
+                let opened = block_on(open(&keys, &context(1), &stored));
+                prop_assert!(matches!(opened, Err(Error::Integrity(_))), "{opened:?}");
+            }
+        }
+    }
 }

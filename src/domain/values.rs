@@ -213,4 +213,50 @@ mod tests {
         let value = SecretValue::parse("hunter2".into()).expect("valid");
         assert_eq!(format!("{value:?}"), "SecretValue([REDACTED])");
     }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        /// What the contract says a secret name is (DESIGN.md §2), written independently.
+        fn is_secret_name(text: &str) -> bool {
+            let mut chars = text.chars();
+            let first_ok = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+            first_ok && text.len() <= 128 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        }
+
+        proptest! {
+            #[test]
+            fn secret_names_parse_exactly_the_contract(text in any::<String>()) {
+                let parsed = SecretName::parse(&text);
+                prop_assert_eq!(parsed.is_ok(), is_secret_name(&text));
+                if let Ok(name) = parsed {
+                    prop_assert_eq!(name.as_str(), text.as_str());
+                    prop_assert_eq!(name.key(), text.to_ascii_lowercase());
+                }
+            }
+
+            #[test]
+            fn name_like_text_parses_and_folds(text in "[A-Za-z_][A-Za-z0-9_]{0,127}") {
+                let name = SecretName::parse(&text).expect("valid by construction");
+                prop_assert!(SecretName::parse(&name.key()).is_ok());
+            }
+
+            #[test]
+            fn other_names_and_fields_never_panic(text in any::<String>()) {
+                let resource = ResourceName::parse(&text).is_ok();
+                let principal = PrincipalName::parse(&text).is_ok();
+                let field = ReferenceField::parse(&text);
+                let plain = |extra: &[u8]| text.bytes().all(|b| b.is_ascii_alphanumeric() || extra.contains(&b));
+                prop_assert_eq!(resource, (1..=128).contains(&text.len()) && plain(b"_.-"));
+                prop_assert_eq!(principal, (1..=64).contains(&text.len()) && plain(b"_.-"));
+                if field.is_ok() {
+                    prop_assert!(!text.chars().any(char::is_control));
+                }
+            }
+        }
+    }
 }

@@ -228,4 +228,34 @@ mod tests {
             r#"unknown field "…" of type "X""#
         );
     }
+
+    #[test]
+    fn every_error_leaves_with_a_code_and_no_internal_cause() {
+        let mut errors = vec![
+            // What async-graphql reports when a scalar argument does not parse.
+            ServerError::new(
+                r#"Failed to parse "DateTime": input contains invalid characters"#,
+                None,
+            ),
+            // Anything else uncoded is ours: a missing context entry, say.
+            ServerError::new("Data `AppData` does not exist.", None),
+            coded("refused", "FORBIDDEN", None),
+        ];
+        finish(&mut errors);
+        let seen: Vec<(&str, Option<&str>)> = errors
+            .iter()
+            .map(|e| (e.message.as_str(), code_of(e)))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    r#"Failed to parse "DateTime": input contains invalid characters"#,
+                    Some("BAD_USER_INPUT")
+                ),
+                ("internal server error", Some("INTERNAL_SERVER_ERROR")),
+                ("refused", Some("FORBIDDEN")),
+            ]
+        );
+    }
 }
