@@ -102,7 +102,11 @@ impl Api {
             .expect("POST /graphql");
         let status = response.status();
         let headers = response.headers().clone();
-        (status, headers, response.text().await.expect("read response body"))
+        (
+            status,
+            headers,
+            response.text().await.expect("read response body"),
+        )
     }
 
     /// Sends `request` (built on this client, e.g. a POST with another content type) to
@@ -118,7 +122,11 @@ impl Api {
             .unwrap_or_else(|e| panic!("request to {path}: {e}"));
         let status = response.status();
         let headers = response.headers().clone();
-        (status, headers, response.text().await.expect("read response body"))
+        (
+            status,
+            headers,
+            response.text().await.expect("read response body"),
+        )
     }
 
     pub async fn get_raw(&self, path_and_query: &str, token: Option<&str>) -> (StatusCode, String) {

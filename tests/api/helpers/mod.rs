@@ -10,14 +10,7 @@ mod documents;
 mod process;
 mod sql;
 
-use std::{
-    ffi::OsStr,
-    ops::Deref,
-    path::PathBuf,
-    process::Stdio,
-    thread,
-    time::Duration,
-};
+use std::{ffi::OsStr, ops::Deref, path::PathBuf, process::Stdio, thread, time::Duration};
 
 use serde_json::{Value, json};
 use tempfile::TempDir;

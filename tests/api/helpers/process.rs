@@ -172,7 +172,9 @@ pub(super) fn strongroom(env: &[(&str, String)]) -> Command {
 }
 
 /// Environment pairs of any string types, as `Command::envs` takes them.
-pub(super) fn pairs(env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)]) -> impl Iterator<Item = (&OsStr, &OsStr)> {
+pub(super) fn pairs(
+    env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)],
+) -> impl Iterator<Item = (&OsStr, &OsStr)> {
     env.iter()
         .map(|(key, value)| (key.as_ref(), value.as_ref()))
 }
