@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use async_graphql::{
     Name, Pos, Positioned, ServerError, Variables,
-    parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet},
+    parser::types::{ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet},
     registry::{MetaType, MetaTypeName, Registry},
 };
 use async_graphql_value::{ConstValue, Value};
@@ -66,42 +66,41 @@ fn is_refused(c: char) -> bool {
         || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Checks every string that an argument of `doc` feeds to a resolver.
+/// Checks every string that an argument of `operation` (the one that will run, an
+/// operation of `doc`) feeds to a resolver.
 pub fn check(
     registry: &Registry,
     doc: &ExecutableDocument,
+    operation: &OperationDefinition,
     variables: &Variables,
 ) -> Result<(), ServerError> {
+    let root = match operation.ty {
+        OperationType::Query => Some(registry.query_type.as_str()),
+        OperationType::Mutation => registry.mutation_type.as_deref(),
+        OperationType::Subscription => registry.subscription_type.as_deref(),
+    };
+    let Some(root) = root else {
+        return Ok(());
+    };
     let mut walk = Walk {
         registry,
         doc,
         variables,
-        defaults: doc
-            .operations
+        defaults: operation
+            .variable_definitions
             .iter()
-            .flat_map(|(_, op)| op.node.variable_definitions.iter())
             .filter_map(|d| Some((&d.node.name.node, d.node.default_value.as_ref()?)))
             .collect(),
         fragments_done: HashSet::new(),
     };
-    for (_, operation) in doc.operations.iter() {
-        let root = match operation.node.ty {
-            OperationType::Query => Some(registry.query_type.as_str()),
-            OperationType::Mutation => registry.mutation_type.as_deref(),
-            OperationType::Subscription => registry.subscription_type.as_deref(),
-        };
-        if let Some(root) = root {
-            walk.selection_set(&operation.node.selection_set.node, root)?;
-        }
-    }
-    Ok(())
+    walk.selection_set(&operation.selection_set.node, root)
 }
 
 struct Walk<'a> {
     registry: &'a Registry,
     doc: &'a ExecutableDocument,
     variables: &'a Variables,
-    /// Variable defaults from every operation's definitions, used when a variable is absent.
+    /// The operation's variable defaults, used when a variable is absent.
     defaults: Vec<(&'a Name, &'a Positioned<ConstValue>)>,
     fragments_done: HashSet<&'a str>,
 }
@@ -226,13 +225,13 @@ impl<'a> Walk<'a> {
             }
             ConstValue::Object(fields) => {
                 let owner = MetaTypeName::concrete_typename(ty);
+                // Only the schema's own fields: validation refuses any other key (without
+                // quoting it), and nothing reaches a resolver then.
                 for (name, value) in fields {
-                    // An unknown key is refused by validation; its text is checked anyway,
-                    // so nothing odd reaches an error message.
-                    let field_ty = self.input_field(owner, name).unwrap_or("String");
-                    let rule = TextRule::for_position(owner, name);
-                    refuse_control(name, TextRule::SingleLine, place)?;
-                    self.constant(value, field_ty, rule, &place.key(name))?;
+                    if let Some(field_ty) = self.input_field(owner, name) {
+                        let rule = TextRule::for_position(owner, name);
+                        self.constant(value, field_ty, rule, &place.key(name))?;
+                    }
                 }
                 Ok(())
             }

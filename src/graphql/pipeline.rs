@@ -70,15 +70,21 @@ impl Extension for PipelineRun {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        let variables = request.variables.clone();
-        let operation_name = request.operation_name.clone();
+        // Kept for shaping the response; async-graphql executes its own (parsed) copy.
         let document = request
             .parsed_query()
-            .map_err(|e| errors::parse_failed(e.clone()))?;
-        super::limits::check(document, &self.limits)?;
-        inputs::check(&ctx.schema_env.registry, document, &variables)?;
-        check_operation_name(document, operation_name.as_deref())?;
-        *lock(&self.document) = Some(document.clone());
+            .map_err(|e| errors::parse_failed(e.clone()))?
+            .clone();
+        super::limits::check(&document, &self.limits)?;
+        let operation = find_operation(&document, request.operation_name.as_deref())
+            .ok_or_else(|| unknown_operation(request.operation_name.as_deref()))?;
+        inputs::check(
+            &ctx.schema_env.registry,
+            &document,
+            operation,
+            &request.variables,
+        )?;
+        *lock(&self.document) = Some(document);
         next.run(ctx, request).await
     }
 
@@ -153,17 +159,14 @@ fn find_operation<'a>(
     }
 }
 
-/// Refuses, with `BAD_REQUEST`, a request whose operation cannot be chosen — without
+/// The refusal, with `BAD_REQUEST`, of a request whose operation cannot be chosen — without
 /// echoing the name asked for, which is the client's free text.
-fn check_operation_name(document: &ExecutableDocument, name: Option<&str>) -> ServerResult<()> {
-    if find_operation(document, name).is_some() {
-        return Ok(());
-    }
+fn unknown_operation(name: Option<&str>) -> ServerError {
     let message = match name {
         Some(_) => "the document has no operation of the name given in `operationName`",
         None => "the document holds several operations: name the one to run in `operationName`",
     };
-    Err(errors::coded(message, "BAD_REQUEST", None))
+    errors::coded(message, "BAD_REQUEST", None)
 }
 
 /// The response path of a field being resolved.
