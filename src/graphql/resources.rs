@@ -189,8 +189,9 @@ impl PinnedSecret {
 }
 
 /// A resource that references a secret, and whether it runs the current version.
+// ADMIN only on the type itself, as `Secret`: no field that returns one can leak it.
 #[derive(SimpleObject)]
-#[graphql(complex)]
+#[graphql(complex, guard = "RoleGuard::new(Role::Admin)")]
 pub struct Dependent {
     #[graphql(skip)]
     inner: service::Dependent,
@@ -201,7 +202,7 @@ pub struct Dependent {
     deployed_at: Option<DateTime<Utc>>,
 }
 
-#[ComplexObject]
+#[ComplexObject(guard = "RoleGuard::new(Role::Admin)")]
 impl Dependent {
     async fn resource(&self) -> Resource {
         Resource(self.inner.resource.clone())
