@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     Api, CREATE_API_TOKEN, DELETE_SECRET, DEPLOY_RESOURCE, Replica, Store, TestApp, UPDATE_SECRET,
-    UPSERT_RESOURCE, VIEWER, assert_code, data, error_codes, id, resource_input,
+    UPSERT_RESOURCE, VIEWER, all_at_once, assert_code, data, error_codes, id, resource_input,
 };
 
 const REPLICAS: usize = 3;
@@ -34,19 +34,14 @@ fn servers<'a>(app: &'a TestApp, replicas: &'a [Replica]) -> Vec<&'a Api> {
 /// Sends every request at once, request `i` to server `i % servers`; returns the
 /// responses in order.
 async fn race(servers: &[&Api], requests: Vec<(String, &'static str, Value)>) -> Vec<Value> {
-    let tasks: Vec<_> = requests
+    let requests = requests
         .into_iter()
         .enumerate()
         .map(|(i, (token, query, variables))| {
-            let api = servers[i % servers.len()].clone();
-            tokio::spawn(async move { api.gql(Some(&token), query, variables).await })
+            (servers[i % servers.len()].clone(), token, query, variables)
         })
         .collect();
-    let mut responses = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        responses.push(task.await.expect("a racing request"));
-    }
-    responses
+    all_at_once(requests).await
 }
 
 fn succeeded(response: &Value) -> bool {

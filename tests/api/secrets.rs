@@ -171,21 +171,17 @@ async fn names_are_unique_ignoring_case(store: Store) {
 
 /// Sends every `updateSecret` input at once and returns the responses in input order.
 async fn concurrent_updates(app: &TestApp, inputs: Vec<Value>) -> Vec<Value> {
-    let tasks: Vec<_> = inputs
+    let requests = inputs
         .into_iter()
         .map(|input| {
-            let (api, token) = (app.api.clone(), app.admin_token.clone());
-            tokio::spawn(async move {
-                api.gql(Some(&token), UPDATE_SECRET, json!({ "input": input }))
-                    .await
-            })
+            (
+                app.admin_token.clone(),
+                UPDATE_SECRET,
+                json!({ "input": input }),
+            )
         })
         .collect();
-    let mut responses = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        responses.push(task.await.expect("update task"));
-    }
-    responses
+    app.gql_all(requests).await
 }
 
 fn new_version(response: &Value) -> i64 {

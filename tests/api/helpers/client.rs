@@ -59,18 +59,11 @@ impl Api {
     /// Sends every `(token, query, variables)` at once, each from its own task, and
     /// returns the responses in the order given: what racing clients do.
     pub async fn gql_all(&self, requests: Vec<(String, &'static str, Value)>) -> Vec<Value> {
-        let tasks: Vec<_> = requests
+        let requests = requests
             .into_iter()
-            .map(|(token, query, variables)| {
-                let api = self.clone();
-                tokio::spawn(async move { api.gql(Some(&token), query, variables).await })
-            })
+            .map(|(token, query, variables)| (self.clone(), token, query, variables))
             .collect();
-        let mut responses = Vec::with_capacity(tasks.len());
-        for task in tasks {
-            responses.push(task.await.expect("a racing request"));
-        }
-        responses
+        all_at_once(requests).await
     }
 
     /// POSTs any JSON body (a batch, say) to `/graphql`. A body that is not JSON comes
@@ -94,19 +87,8 @@ impl Api {
         token: Option<&str>,
         body: Value,
     ) -> (StatusCode, reqwest::header::HeaderMap, String) {
-        let request = self.http.post(format!("{}/graphql", self.base_url));
-        let response = with_token(request, token)
-            .json(&body)
-            .send()
-            .await
-            .expect("POST /graphql");
-        let status = response.status();
-        let headers = response.headers().clone();
-        (
-            status,
-            headers,
-            response.text().await.expect("read response body"),
-        )
+        let build = |http: &reqwest::Client, url| with_token(http.post(url), token).json(&body);
+        self.send(build, "/graphql").await
     }
 
     /// Sends `request` (built on this client, e.g. a POST with another content type) to
@@ -177,6 +159,22 @@ impl Api {
             })
             .sum()
     }
+}
+
+/// Sends every `(server, token, query, variables)` at once, each from its own task, and
+/// returns the responses in the order given: racing clients, on one server or several.
+pub async fn all_at_once(requests: Vec<(Api, String, &'static str, Value)>) -> Vec<Value> {
+    let tasks: Vec<_> = requests
+        .into_iter()
+        .map(|(api, token, query, variables)| {
+            tokio::spawn(async move { api.gql(Some(&token), query, variables).await })
+        })
+        .collect();
+    let mut responses = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        responses.push(task.await.expect("a racing request"));
+    }
+    responses
 }
 
 fn with_token(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
