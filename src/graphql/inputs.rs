@@ -10,11 +10,10 @@
 use std::collections::HashSet;
 
 use async_graphql::{
-    Name, Pos, Positioned, ServerError, Variables,
+    Name, Pos, Positioned, ServerError, Value as ConstValue, Variables,
     parser::types::{ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet},
     registry::{MetaType, MetaTypeName, Registry},
 };
-use async_graphql_value::{ConstValue, Value};
 
 /// Input fields that carry a secret's value: any UTF-8, NUL included.
 const SECRET_VALUE_FIELDS: &[(&str, &str)] = &[
@@ -136,7 +135,20 @@ impl<'a> Walk<'a> {
                             pos: value.pos,
                         };
                         let rule = TextRule::for_position(&owner, &name.node);
-                        self.value(&value.node, &arg.ty, rule, &place)?;
+                        // Variables filled in (a missing one by its default): the walk sees
+                        // exactly what the resolver will.
+                        let given = value.node.clone().into_const_with(|name| {
+                            let default = self.defaults.iter().find(|(n, _)| **n == name);
+                            let value = self.variables.get(&name);
+                            Ok::<_, std::convert::Infallible>(
+                                value
+                                    .or(default.map(|(_, d)| &d.node))
+                                    .cloned()
+                                    .unwrap_or(ConstValue::Null),
+                            )
+                        });
+                        let Ok(given) = given;
+                        self.constant(&given, &arg.ty, rule, &place)?;
                     }
                     let child = MetaTypeName::concrete_typename(&meta.ty);
                     self.selection_set(&field.node.selection_set.node, child)?;
@@ -165,48 +177,7 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    /// A literal (which may name variables) in a position of type `ty`.
-    fn value(
-        &self,
-        value: &Value,
-        ty: &str,
-        rule: TextRule,
-        place: &Place<'_>,
-    ) -> Result<(), ServerError> {
-        match value {
-            Value::Variable(name) => {
-                if let Some(given) = self.variables.get(name) {
-                    return self.constant(given, ty, rule, place);
-                }
-                for (_, default) in self.defaults.iter().filter(|(n, _)| *n == name) {
-                    self.constant(&default.node, ty, rule, place)?;
-                }
-                Ok(())
-            }
-            Value::String(text) => refuse_control(text, rule, place),
-            Value::List(items) => {
-                let item_ty = list_item(ty);
-                for (i, item) in items.iter().enumerate() {
-                    let place = place.index(i);
-                    self.value(item, item_ty.unwrap_or(ty), rule, &place)?;
-                }
-                Ok(())
-            }
-            Value::Object(fields) => {
-                let owner = MetaTypeName::concrete_typename(ty);
-                for (name, value) in fields {
-                    if let Some(field_ty) = self.input_field(owner, name) {
-                        let rule = TextRule::for_position(owner, name);
-                        self.value(value, field_ty, rule, &place.key(name))?;
-                    }
-                }
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// A variable's value (or a default) in a position of type `ty`.
+    /// An argument's value, variables filled in, in a position of type `ty`.
     fn constant(
         &self,
         value: &ConstValue,
