@@ -49,15 +49,17 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{SecondsFormat, TimeDelta, Utc};
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::helpers::{CREATE_API_TOKEN, Store, TestApp, UPDATE_SECRET, both_stores, data};
+use crate::helpers::{
+    CREATE_API_TOKEN, FieldDef, Schema, Store, TestApp, TypeKind, TypeRef, UPDATE_SECRET,
+    both_stores, data,
+};
 
 both_stores!(every_sensitive_field_refuses_members_and_viewers);
 
 /// The object types whose every appearance must be refused to non-admins; their
-/// connections and edges are added from the schema ([`Schema::sensitive_closure`]).
+/// connections and edges are added from the schema ([`sensitive_closure`]).
 const SENSITIVE_TYPES: [&str; 6] = [
     "Secret",
     "SecretValue",
@@ -84,23 +86,6 @@ const GUARDED_PIPELINE: &str = "guarded-pipeline";
 /// Where resources use the secrets they reference.
 const REFERENCE_FIELD: &str = "sink.key";
 
-const INTROSPECTION: &str = "query GuardCoverageIntrospection { __schema {
-    queryType { name }
-    mutationType { name }
-    types {
-        kind name
-        fields(includeDeprecated: true) {
-            name
-            args { name defaultValue type { ...TypeRef } }
-            type { ...TypeRef }
-        }
-        inputFields { name defaultValue type { ...TypeRef } }
-        possibleTypes { name }
-        enumValues(includeDeprecated: true) { name }
-    } } }
-    fragment TypeRef on __Type {
-        kind name ofType { kind name ofType { kind name ofType { kind name ofType {
-            kind name ofType { kind name } } } } } }";
 const UPSERT_RESOURCE: &str = "mutation($input: UpsertResourceInput!) {
     upsertResource(input: $input) { resource { id } } }";
 const DEPLOY_RESOURCE: &str = "mutation($id: ID!) {
@@ -109,7 +94,8 @@ const DEPLOY_RESOURCE: &str = "mutation($id: ID!) {
 async fn every_sensitive_field_refuses_members_and_viewers(store: Store) {
     let app = TestApp::spawn_with(store, &GENEROUS_LIMITS).await;
     let schema = Schema::introspect(&app).await;
-    let operations = Operation::generate_all(&schema);
+    let sensitive = sensitive_closure(&schema);
+    let operations = Operation::generate_all(&schema, &sensitive);
     let mut fixture = Fixture::create(&app).await;
 
     // Every sensitive position of every operation, by key, with whether an admin answer
@@ -273,177 +259,40 @@ fn brief(value: &Value) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// The schema, as introspection tells it.
+// The sensitive types.
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-enum TypeKind {
-    Scalar,
-    Object,
-    Interface,
-    Union,
-    Enum,
-    InputObject,
-    List,
-    NonNull,
-}
-
-#[derive(Debug, Deserialize)]
-struct Named {
-    name: String,
-}
-
-/// A type reference: a named type, possibly wrapped in lists and non-nulls.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TypeRef {
-    kind: TypeKind,
-    name: Option<String>,
-    of_type: Option<Box<TypeRef>>,
-}
-
-impl TypeRef {
-    /// The named type under the list and non-null wrappers.
-    fn named(&self) -> &str {
-        match &self.of_type {
-            Some(inner) => inner.named(),
-            None => self.name.as_deref().expect("an unwrapped type has a name"),
-        }
-    }
-
-    /// The wrapped type of a list or non-null.
-    fn inner(&self) -> &TypeRef {
-        self.of_type
-            .as_deref()
-            .expect("a wrapper type wraps a type")
-    }
-
-    /// As a variable declaration writes it: `[SecretReferenceInput!]!`.
-    fn render(&self) -> String {
-        match self.kind {
-            TypeKind::NonNull => format!("{}!", self.inner().render()),
-            TypeKind::List => format!("[{}]", self.inner().render()),
-            _ => self.named().to_owned(),
-        }
-    }
-}
-
-/// An argument or an input field.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct InputValue {
-    name: String,
-    #[serde(rename = "type")]
-    ty: TypeRef,
-    default_value: Option<String>,
-}
-
-impl InputValue {
-    /// Whether a request must give it: non-null and without a default.
-    fn is_required(&self) -> bool {
-        self.ty.kind == TypeKind::NonNull && self.default_value.is_none()
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct FieldDef {
-    name: String,
-    args: Vec<InputValue>,
-    #[serde(rename = "type")]
-    ty: TypeRef,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TypeDef {
-    kind: TypeKind,
-    name: String,
-    fields: Option<Vec<FieldDef>>,
-    input_fields: Option<Vec<InputValue>>,
-    possible_types: Option<Vec<Named>>,
-    enum_values: Option<Vec<Named>>,
-}
-
-impl TypeDef {
-    fn fields(&self) -> &[FieldDef] {
-        self.fields.as_deref().unwrap_or_default()
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct IntrospectedSchema {
-    query_type: Named,
-    mutation_type: Option<Named>,
-    types: Vec<TypeDef>,
-}
-
-struct Schema {
-    query: String,
-    mutation: Option<String>,
-    types: BTreeMap<String, TypeDef>,
-    /// [`SENSITIVE_TYPES`] and the connections and edges that lead to them.
-    sensitive: BTreeSet<String>,
-}
-
-impl Schema {
-    /// The schema of the running server, introspected over HTTP as the admin.
-    async fn introspect(app: &TestApp) -> Self {
-        let response = app.admin(INTROSPECTION, json!({})).await;
-        let introspected: IntrospectedSchema =
-            serde_json::from_value(data(&response)["__schema"].clone())
-                .expect("the introspection answer has the shape asked for");
-        let types: BTreeMap<String, TypeDef> = introspected
+/// [`SENSITIVE_TYPES`] (each must exist: a rename must not silently empty the test) and
+/// every object type that wraps one as a connection or edge does: a `node`, `nodes` or
+/// `edges` field of a sensitive type.
+fn sensitive_closure(schema: &Schema) -> BTreeSet<String> {
+    let mut sensitive: BTreeSet<String> = SENSITIVE_TYPES
+        .iter()
+        .map(|&name| {
+            let ty = schema
+                .types
+                .get(name)
+                .unwrap_or_else(|| panic!("sensitive type {name} is not in the schema"));
+            assert_eq!(ty.kind, TypeKind::Object, "{name} is an object type");
+            name.to_owned()
+        })
+        .collect();
+    loop {
+        let wrappers: Vec<String> = schema
             .types
-            .into_iter()
-            .map(|ty| (ty.name.clone(), ty))
-            .collect();
-        let sensitive = Self::sensitive_closure(&types);
-        Self {
-            query: introspected.query_type.name,
-            mutation: introspected.mutation_type.map(|ty| ty.name),
-            types,
-            sensitive,
-        }
-    }
-
-    /// [`SENSITIVE_TYPES`] (each must exist: a rename must not silently empty the test)
-    /// and every object type that wraps one as a connection or edge does: a `node`,
-    /// `nodes` or `edges` field of a sensitive type.
-    fn sensitive_closure(types: &BTreeMap<String, TypeDef>) -> BTreeSet<String> {
-        let mut sensitive: BTreeSet<String> = SENSITIVE_TYPES
-            .iter()
-            .map(|&name| {
-                let ty = types
-                    .get(name)
-                    .unwrap_or_else(|| panic!("sensitive type {name} is not in the schema"));
-                assert_eq!(ty.kind, TypeKind::Object, "{name} is an object type");
-                name.to_owned()
-            })
-            .collect();
-        loop {
-            let wrappers: Vec<String> = types
-                .values()
-                .filter(|ty| ty.kind == TypeKind::Object && !sensitive.contains(&ty.name))
-                .filter(|ty| {
-                    ty.fields().iter().any(|field| {
-                        matches!(field.name.as_str(), "node" | "nodes" | "edges")
-                            && sensitive.contains(field.ty.named())
-                    })
+            .values()
+            .filter(|ty| ty.kind == TypeKind::Object && !sensitive.contains(&ty.name))
+            .filter(|ty| {
+                ty.fields().iter().any(|field| {
+                    matches!(field.name.as_str(), "node" | "nodes" | "edges")
+                        && sensitive.contains(field.ty.named())
                 })
-                .map(|ty| ty.name.clone())
-                .collect();
-            if wrappers.is_empty() {
-                return sensitive;
-            }
-            sensitive.extend(wrappers);
+            })
+            .map(|ty| ty.name.clone())
+            .collect();
+        if wrappers.is_empty() {
+            return sensitive;
         }
-    }
-
-    fn ty(&self, name: &str) -> &TypeDef {
-        self.types
-            .get(name)
-            .unwrap_or_else(|| panic!("type {name} is not in the schema"))
+        sensitive.extend(wrappers);
     }
 }
 
@@ -600,14 +449,9 @@ struct Operation {
 impl Operation {
     /// An operation per root field of `Query` and `Mutation` (per possible type for an
     /// abstract field taking an id), queries first, destructive mutations last.
-    fn generate_all(schema: &Schema) -> Vec<Operation> {
-        let roots = [
-            ("query", Some(&schema.query)),
-            ("mutation", schema.mutation.as_ref()),
-        ];
+    fn generate_all(schema: &Schema, sensitive: &BTreeSet<String>) -> Vec<Operation> {
         let mut operations = Vec::new();
-        for (operation_type, root_type) in roots {
-            let Some(root_type) = root_type else { continue };
+        for (operation_type, root_type) in schema.roots() {
             for field in schema.ty(root_type).fields() {
                 let returned = schema.ty(field.ty.named());
                 let by_id = field
@@ -623,6 +467,7 @@ impl Operation {
                 for target in targets {
                     operations.push(Generator::operation(
                         schema,
+                        sensitive,
                         operation_type,
                         root_type,
                         field,
@@ -664,6 +509,8 @@ impl Operation {
 /// Builds one operation's selection tree and the variables it declares.
 struct Generator<'s> {
     schema: &'s Schema,
+    /// The sensitive types ([`sensitive_closure`]).
+    sensitive: &'s BTreeSet<String>,
     target: Option<String>,
     variables: Vec<Variable>,
 }
@@ -671,6 +518,7 @@ struct Generator<'s> {
 impl<'s> Generator<'s> {
     fn operation(
         schema: &'s Schema,
+        sensitive: &'s BTreeSet<String>,
         operation_type: &'static str,
         root_type: &'s str,
         field: &'s FieldDef,
@@ -678,6 +526,7 @@ impl<'s> Generator<'s> {
     ) -> Operation {
         let mut generator = Generator {
             schema,
+            sensitive,
             target: target.clone(),
             variables: Vec::new(),
         };
@@ -742,12 +591,12 @@ impl<'s> Generator<'s> {
                 }
                 let fields = self.fields(named, on_path, &key, &path)?;
                 (
-                    position(schema.sensitive.contains(named)),
+                    position(self.sensitive.contains(named)),
                     Below::Fields(fields),
                 )
             }
             TypeKind::Interface | TypeKind::Union => {
-                let possible = ty.possible_types.as_deref().unwrap_or_default();
+                let possible = ty.possible_types();
                 let fragments: Vec<Fragment> = possible
                     .iter()
                     .map(|possible| possible.name.as_str())
@@ -755,7 +604,7 @@ impl<'s> Generator<'s> {
                     .filter_map(|on| {
                         let key = format!("{key} › … on {on}");
                         let fields = self.fields(on, on_path, &key, &path)?;
-                        let position = schema.sensitive.contains(on).then(|| Position {
+                        let position = self.sensitive.contains(on).then(|| Position {
                             key,
                             path: path.clone(),
                         });
@@ -1116,7 +965,7 @@ impl Fixture {
         let def = schema.ty(name);
         match def.kind {
             TypeKind::Enum => {
-                let values = def.enum_values.as_deref().unwrap_or_default();
+                let values = def.enum_values();
                 let first = values
                     .first()
                     .unwrap_or_else(|| panic!("enum {name} has values"));
@@ -1124,7 +973,7 @@ impl Fixture {
             }
             TypeKind::InputObject => {
                 let mut object = Map::new();
-                for field in def.input_fields.as_deref().unwrap_or_default() {
+                for field in def.input_fields() {
                     let site = Site {
                         container: name,
                         owner: &field.name,

@@ -24,8 +24,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::helpers::{
-    CREATE_API_TOKEN, CREATE_SECRET, SECRET, SECRET_VALUE, Store, TestApp, UPDATE_SECRET,
-    both_stores, data,
+    CREATE_API_TOKEN, CREATE_SECRET, SECRET, SECRET_VALUE, Schema, Store, TestApp, TypeKind,
+    TypeRef, UPDATE_SECRET, both_stores, data,
 };
 
 both_stores!(
@@ -168,102 +168,8 @@ fn code_point(c: char) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// The schema, by introspection
+// The text leaves of the schema, by introspection
 // ---------------------------------------------------------------------------------------
-
-const INTROSPECTION: &str = "query {
-    __schema {
-        queryType { name }
-        mutationType { name }
-        types {
-            kind name
-            fields(includeDeprecated: true) {
-                name
-                args(includeDeprecated: true) { name type { ...TypeRef } }
-                type { ...TypeRef }
-            }
-            inputFields(includeDeprecated: true) { name type { ...TypeRef } }
-            possibleTypes { name }
-        }
-    }
-}
-fragment TypeRef on __Type {
-    kind name
-    ofType { kind name ofType { kind name ofType { kind name
-        ofType { kind name ofType { kind name ofType { kind name } } } } } }
-}";
-
-/// The introspected schema: what the sweep walks.
-struct Schema {
-    /// Every named type as introspection describes it, by name.
-    types: HashMap<String, Value>,
-    /// The operation keyword and root type of each root: `("query", "Query")`, ...
-    roots: Vec<(&'static str, String)>,
-}
-
-impl Schema {
-    async fn introspect(app: &TestApp) -> Self {
-        let response = app.admin(INTROSPECTION, json!({})).await;
-        let schema = &data(&response)["__schema"];
-        let name = |root: &Value| root["name"].as_str().map(str::to_owned);
-        let mut roots = vec![("query", name(&schema["queryType"]).expect("a query type"))];
-        roots.extend(name(&schema["mutationType"]).map(|m| ("mutation", m)));
-        let types = schema["types"]
-            .as_array()
-            .expect("__schema.types is a list")
-            .iter()
-            .map(|t| (name(t).expect("a named type"), t.clone()))
-            .collect();
-        Self { types, roots }
-    }
-
-    /// The `kind` of a named type (`OBJECT`, `INPUT_OBJECT`, `SCALAR`...).
-    fn kind(&self, name: &str) -> &str {
-        self.types[name]["kind"]
-            .as_str()
-            .unwrap_or_else(|| panic!("introspection gives no kind for {name}"))
-    }
-
-    fn is_composite(&self, name: &str) -> bool {
-        matches!(self.kind(name), "OBJECT" | "INTERFACE" | "UNION")
-    }
-
-    /// The entries of list `key` (`fields`, `inputFields`, `possibleTypes`) of a type.
-    fn list<'a>(&'a self, type_name: &str, key: &str) -> &'a [Value] {
-        self.types[type_name][key]
-            .as_array()
-            .map_or(&[], Vec::as_slice)
-    }
-}
-
-/// A type reference as GraphQL writes it: `[SecretReferenceInput!]!`.
-fn type_text(ty: &Value) -> String {
-    match ty["kind"].as_str() {
-        Some("NON_NULL") => format!("{}!", type_text(&ty["ofType"])),
-        Some("LIST") => format!("[{}]", type_text(&ty["ofType"])),
-        _ => ty["name"]
-            .as_str()
-            .unwrap_or_else(|| panic!("a type reference deeper than INTROSPECTION follows: {ty}"))
-            .to_owned(),
-    }
-}
-
-/// The named type under a type reference, and how many lists wrap it.
-fn named_type(ty: &Value) -> (&str, usize) {
-    match ty["kind"].as_str() {
-        Some("NON_NULL") => named_type(&ty["ofType"]),
-        Some("LIST") => {
-            let (name, lists) = named_type(&ty["ofType"]);
-            (name, lists + 1)
-        }
-        _ => (
-            ty["name"].as_str().unwrap_or_else(|| {
-                panic!("a type reference deeper than INTROSPECTION follows: {ty}")
-            }),
-            0,
-        ),
-    }
-}
 
 /// One step from an argument down to a string inside it.
 #[derive(Clone, Debug)]
@@ -383,11 +289,11 @@ impl Leaf {
 /// input objects those arguments take, through lists and nested input objects.
 fn text_leaves(schema: &Schema) -> Vec<Leaf> {
     let mut leaves = Vec::new();
-    let mut seen: HashSet<String> = schema.roots.iter().map(|(_, r)| r.clone()).collect();
-    let mut queue: VecDeque<(&'static str, String, Vec<String>)> = schema
-        .roots
-        .iter()
-        .map(|(operation, root)| (*operation, root.clone(), Vec::new()))
+    let roots = schema.roots();
+    let mut seen: HashSet<String> = roots.iter().map(|&(_, root)| root.to_owned()).collect();
+    let mut queue: VecDeque<(&'static str, String, Vec<String>)> = roots
+        .into_iter()
+        .map(|(operation, root)| (operation, root.to_owned(), Vec::new()))
         .collect();
     while let Some((operation, type_name, reach)) = queue.pop_front() {
         let mut next = |name: &str, selection: String| {
@@ -397,17 +303,17 @@ fn text_leaves(schema: &Schema) -> Vec<Leaf> {
                 queue.push_back((operation, name.to_owned(), reach));
             }
         };
-        for field in schema.list(&type_name, "fields") {
-            let field_name = field["name"].as_str().expect("a field name");
-            let (returns, _) = named_type(&field["type"]);
-            for arg in field["args"].as_array().expect("a field's args") {
-                let arg_name = arg["name"].as_str().expect("an argument name");
+        let ty = schema.ty(&type_name);
+        for field in ty.fields() {
+            let returns = field.ty.named();
+            let composite = schema.ty(returns).kind.is_composite();
+            for arg in &field.args {
                 let mut found = Vec::new();
                 text_positions(
                     schema,
-                    &format!("{type_name}.{field_name}"),
-                    arg_name,
-                    &arg["type"],
+                    &format!("{type_name}.{}", field.name),
+                    &arg.name,
+                    &arg.ty,
                     Vec::new(),
                     &mut Vec::new(),
                     &mut found,
@@ -415,21 +321,20 @@ fn text_leaves(schema: &Schema) -> Vec<Leaf> {
                 leaves.extend(found.into_iter().map(|(steps, rule)| Leaf {
                     operation,
                     reach: reach.clone(),
-                    field: field_name.to_owned(),
-                    argument: arg_name.to_owned(),
-                    argument_type: type_text(&arg["type"]),
+                    field: field.name.clone(),
+                    argument: arg.name.clone(),
+                    argument_type: arg.ty.render(),
                     steps,
-                    composite: schema.is_composite(returns),
+                    composite,
                     rule,
                 }));
             }
-            if schema.is_composite(returns) {
-                next(returns, field_name.to_owned());
+            if composite {
+                next(returns, field.name.clone());
             }
         }
-        for possible in schema.list(&type_name, "possibleTypes") {
-            let name = possible["name"].as_str().expect("a possible type's name");
-            next(name, format!("... on {name}"));
+        for possible in ty.possible_types() {
+            next(&possible.name, format!("... on {}", possible.name));
         }
     }
     leaves
@@ -442,30 +347,24 @@ fn text_positions(
     schema: &Schema,
     owner: &str,
     name: &str,
-    ty: &Value,
+    ty: &TypeRef,
     mut steps: Vec<Step>,
     open: &mut Vec<String>,
     found: &mut Vec<(Vec<Step>, Rule)>,
 ) {
-    let (named, lists) = named_type(ty);
-    steps.extend(std::iter::repeat_n(Step::Item, lists));
-    match schema.kind(named) {
-        "SCALAR" if matches!(named, "String" | "ID") => found.push((steps, Rule::of(owner, name))),
-        "INPUT_OBJECT" if !open.iter().any(|o| o == named) => {
+    let named = ty.named();
+    steps.extend(std::iter::repeat_n(Step::Item, ty.lists()));
+    let def = schema.ty(named);
+    match def.kind {
+        TypeKind::Scalar if matches!(named, "String" | "ID") => {
+            found.push((steps, Rule::of(owner, name)))
+        }
+        TypeKind::InputObject if !open.iter().any(|o| o == named) => {
             open.push(named.to_owned());
-            for field in schema.list(named, "inputFields") {
-                let field_name = field["name"].as_str().expect("an input field name");
+            for field in def.input_fields() {
                 let mut inner = steps.clone();
-                inner.push(Step::Field(field_name.to_owned()));
-                text_positions(
-                    schema,
-                    named,
-                    field_name,
-                    &field["type"],
-                    inner,
-                    open,
-                    found,
-                );
+                inner.push(Step::Field(field.name.clone()));
+                text_positions(schema, named, &field.name, &field.ty, inner, open, found);
             }
             open.pop();
         }

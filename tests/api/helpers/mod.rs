@@ -4,9 +4,11 @@
 //! - [`process`]: the binary, its output, PostgreSQL databases;
 //! - [`client`]: the HTTP/GraphQL client and its assertions;
 //! - [`sql`]: direct SQL on an app's database;
-//! - [`documents`]: shared GraphQL documents.
+//! - [`documents`]: shared GraphQL documents;
+//! - [`introspection`]: the schema, read by introspection into typed data.
 mod client;
 mod documents;
+mod introspection;
 mod process;
 mod sql;
 
@@ -17,6 +19,7 @@ use tempfile::TempDir;
 
 pub use client::*;
 pub use documents::*;
+pub use introspection::*;
 pub use process::*;
 pub use sql::*;
 
