@@ -11,7 +11,9 @@ use std::collections::HashSet;
 
 use async_graphql::{
     Name, Pos, Positioned, ServerError, Value as ConstValue, Variables,
-    parser::types::{ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet},
+    parser::types::{
+        ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
+    },
     registry::{MetaType, MetaTypeName, Registry},
 };
 
