@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, DbErr, IsolationLevel, SqlErr, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait, sqlx::sqlite::SqliteJournalMode,
+    AccessMode, ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    DbErr, IsolationLevel, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    sqlx::sqlite::SqliteJournalMode,
 };
 
 use crate::Result;
@@ -68,9 +68,4 @@ pub async fn begin_snapshot(db: &DatabaseConnection) -> Result<DatabaseTransacti
 /// Whether `err` is a unique index refusing a row.
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
-}
-
-/// Whether `conn` is PostgreSQL (for the few statements that differ between stores).
-pub fn is_postgres(conn: &impl ConnectionTrait) -> bool {
-    conn.get_database_backend() == DatabaseBackend::Postgres
 }

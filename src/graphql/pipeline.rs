@@ -20,7 +20,11 @@ use async_graphql::{
     parser::types::{DocumentOperations, ExecutableDocument},
 };
 
-use super::{errors, inputs, limits::OperationLimits, shape};
+use super::{
+    errors, inputs,
+    limits::{self, OperationLimits},
+    shape,
+};
 
 /// Installs the pipeline with the operation limits.
 pub struct Pipeline {
@@ -75,7 +79,7 @@ impl Extension for PipelineRun {
             .parsed_query()
             .map_err(|e| errors::parse_failed(e.clone()))?
             .clone();
-        super::limits::check(&document, &self.limits)?;
+        limits::check(&document, &self.limits)?;
         let operation = find_operation(&document, request.operation_name.as_deref())
             .ok_or_else(|| unknown_operation(request.operation_name.as_deref()))?;
         inputs::check(
