@@ -4,22 +4,24 @@ use std::{net::SocketAddr, sync::Arc};
 use entity::secret_version;
 use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait};
 use secrecy::ExposeSecret;
+use std::time::Duration;
 
 use crate::{
     Error, Result,
+    auth::Authenticator,
     config::{GlobalArgs, KeyArgs, KmsKind, RotateKeysArgs, ServeArgs},
     crypto::{
         AwsKmsProvider, CachingKeyProvider, KeyProvider, KeyRouter, LOCAL_KEY_ID_PREFIX,
         LocalKeyProvider, MasterKey,
     },
-    db,
-    domain::{identity, rotation},
+    db::{self, Db},
+    domain::{audit::AuditLog, identity, rotation},
     graphql::{self, AppData},
     http::{self, AppState, KeyCheck, TokenRateLimiter},
     metrics::Metrics,
 };
 
-pub async fn open_database(global: &GlobalArgs) -> Result<DatabaseConnection> {
+pub async fn open_database(global: &GlobalArgs) -> Result<Db> {
     db::connect(&global.database_url, global.db_max_connections).await
 }
 
@@ -143,7 +145,7 @@ pub async fn key_provider(
 pub async fn rotate_keys(global: &GlobalArgs, args: &RotateKeysArgs) -> Result<()> {
     let db = open_database(global).await?;
     let metrics = Metrics::default();
-    let providers = Providers::load(&global.keys, &db, &metrics).await?;
+    let providers = Providers::load(&global.keys, db.read(), &metrics).await?;
     let (target, target_key_id): (Arc<dyn KeyProvider>, String) =
         if args.to.starts_with(LOCAL_KEY_ID_PREFIX) {
             let keyring = providers.local.as_ref().ok_or_else(|| {
@@ -168,7 +170,7 @@ pub async fn rotate_keys(global: &GlobalArgs, args: &RotateKeysArgs) -> Result<(
     let source = providers.router()?;
     tracing::info!(target = %target_key_id, "rotating data keys");
     let report = rotation::rotate(
-        &db,
+        db.write(),
         &source,
         target.as_ref(),
         &target_key_id,
@@ -209,9 +211,9 @@ pub async fn bootstrap(global: &GlobalArgs, org: &str, admin: &str) -> Result<()
 pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     let mut db = open_database(global).await?;
     let metrics = Arc::new(Metrics::default());
-    metrics.count_statements(&mut db);
-    let keys = key_provider(&global.keys, &db, &metrics).await?;
-    if is_sqlite(&global.database_url) && identity::is_fresh(&db).await? {
+    db.for_each_pool(|pool| metrics.count_statements(pool));
+    let keys = key_provider(&global.keys, db.read(), &metrics).await?;
+    if is_sqlite(&global.database_url) && identity::is_fresh(db.read()).await? {
         let (_, admin, issued) = identity::bootstrap(&db, "default", "admin").await?;
         println!(
             "Fresh database: created organization \"default\" and admin {:?}. \
@@ -221,6 +223,10 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         println!("{}", issued.token.expose_secret());
     }
     let data = AppData {
+        audit: AuditLog::start(db.write().clone()),
+        tokens: Arc::new(Authenticator::new(Duration::from_millis(
+            args.auth_cache_millis,
+        ))),
         db,
         keys,
         version_retention: args.version_retention,

@@ -13,35 +13,100 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     AccessMode, ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
     DbErr, IsolationLevel, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
-    sqlx::sqlite::SqliteJournalMode,
+    sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
 use crate::Result;
 
-/// Connects and applies pending migrations.
-pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection> {
+/// The server's database: where reads go and where writes go.
+///
+/// On SQLite these are two pools over one file: a pool of read-only connections, which WAL
+/// lets read while a write commits, and a single writer connection. Writers queue for that
+/// one connection in the pool's FIFO instead of sleeping in SQLite's busy handler, which
+/// backs off in steps of up to 100 ms and made the slowest writes wait that long. The
+/// writer commits with `synchronous=FULL`: a commit is on disk when it returns, so nothing
+/// acknowledged (an audit row above all) is lost by a power cut. On PostgreSQL both are the
+/// same pool.
+#[derive(Clone, Debug)]
+pub struct Db {
+    reader: DatabaseConnection,
+    writer: DatabaseConnection,
+}
+
+impl Db {
+    /// For statements that only read.
+    pub fn read(&self) -> &DatabaseConnection {
+        &self.reader
+    }
+
+    /// For statements that write (inside [`begin_write`], or single statements).
+    pub fn write(&self) -> &DatabaseConnection {
+        &self.writer
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.writer.get_database_backend()
+    }
+
+    /// Runs `install` on every pool (metric callbacks).
+    pub fn for_each_pool(&mut self, mut install: impl FnMut(&mut DatabaseConnection)) {
+        install(&mut self.writer);
+        if self.backend() == DatabaseBackend::Sqlite {
+            install(&mut self.reader);
+        } else {
+            self.reader = self.writer.clone();
+        }
+    }
+}
+
+/// Connects and applies pending migrations. `max_connections` sizes the pool (on SQLite,
+/// the readers' pool; it has one writer besides).
+pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
+    let sqlite = url.starts_with("sqlite:");
+    // An in-memory SQLite database lives in one connection: no split.
+    let in_memory = sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
+    let writer_connections = if sqlite { 1 } else { max_connections };
+    let writer = Database::connect(options(url, writer_connections, Role::Writer)).await?;
+    Migrator::up(&writer, None).await?;
+    let reader = if sqlite && !in_memory {
+        Database::connect(options(url, max_connections, Role::Reader)).await?
+    } else {
+        writer.clone()
+    };
+    Ok(Db { reader, writer })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Reader,
+    Writer,
+}
+
+fn options(url: &str, max_connections: u32, role: Role) -> ConnectOptions {
     let mut options = ConnectOptions::new(url);
     options
         .max_connections(max_connections.max(1))
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging_level(log::LevelFilter::Debug);
-    // WAL lets readers proceed while the single writer commits; writers queue on the busy
-    // timeout instead of failing.
-    options.map_sqlx_sqlite_opts(|o| {
-        o.journal_mode(SqliteJournalMode::Wal)
+    options.map_sqlx_sqlite_opts(move |o| {
+        let o = o
+            .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
+            .foreign_keys(true);
+        match role {
+            Role::Writer => o.synchronous(SqliteSynchronous::Full),
+            Role::Reader => o.read_only(true),
+        }
     });
-    let db = Database::connect(options).await?;
-    Migrator::up(&db, None).await?;
-    Ok(db)
+    options
 }
 
 /// A transaction that will write. On SQLite it takes the writer lock at `BEGIN` (waiting on
 /// the busy timeout), so what it reads is what it writes against: a deferred transaction
 /// that reads first could not be upgraded once another writer committed.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
+pub async fn begin_write(db: &Db) -> Result<DatabaseTransaction> {
     Ok(db
+        .write()
         .begin_with_options(TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
@@ -51,7 +116,8 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction>
 
 /// A read-only transaction over one consistent snapshot: several reads that must agree with
 /// each other (a deployment, its pins and their versions) see no commit made in between.
-pub async fn begin_snapshot(db: &DatabaseConnection) -> Result<DatabaseTransaction> {
+pub async fn begin_snapshot(db: &Db) -> Result<DatabaseTransaction> {
+    let db = db.read();
     Ok(match db.get_database_backend() {
         DatabaseBackend::Postgres => {
             db.begin_with_config(

@@ -4,6 +4,18 @@ use sea_orm::DbErr;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A deployed resource in the way of a delete, as a `HAS_DEPENDENTS` error lists it:
+/// names and states, never a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocker {
+    pub resource_id: uuid::Uuid,
+    pub kind: String,
+    pub name: String,
+    pub field: String,
+    pub state: &'static str,
+    pub deployed_version: Option<i32>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("authentication required: send `Authorization: Bearer <token>` with a valid token")]
@@ -21,7 +33,7 @@ pub enum Error {
     MissingSecrets(Vec<String>),
     /// Deleting a secret that deployed resources depend on, without `force`.
     #[error("deployed resources depend on this secret ({} listed in `dependents`); delete with `force: true` to break them, or `dryRun: true` to see the impact", .0.len())]
-    HasDependents(Vec<crate::domain::resources::Dependent>),
+    HasDependents(Vec<Blocker>),
     #[error("version conflict: expected version {expected}, but the current version is {current}")]
     VersionConflict { expected: i32, current: i32 },
     /// An update without `expectedVersion` lost every race for the secret to other writers.

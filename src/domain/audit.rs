@@ -1,17 +1,20 @@
 //! The audit log: who did what to which object, from which request, and whether it was
-//! allowed. Events are written on the caller's connection, so an event recording a change
-//! commits in the same transaction as the change. Never holds a value or a token.
+//! allowed. Events that record a change are written on the caller's transaction, so they
+//! commit together with the change; events that record a read of plaintext go through the
+//! group-committing [`AuditLog`]. Never holds a value or a token.
 
 use std::borrow::Cow;
 
 use entity::audit_event;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter,
 };
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{Actor, Natural, Page, PageRequest, Principal};
-use crate::Result;
+use crate::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -161,6 +164,95 @@ pub async fn record<C: ConnectionTrait>(conn: &C, actor: &Actor, event: Event) -
         event,
     )
     .await
+}
+
+/// Most rows one group commit writes.
+const MAX_GROUP: usize = 256;
+
+/// Requests to record that may wait for the writer before callers are held back.
+const QUEUE: usize = 4096;
+
+/// An event waiting for its group commit, and who to tell once it is durable.
+struct Pending {
+    row: audit_event::ActiveModel,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The audit log of reads that reveal plaintext, written by group commit.
+///
+/// A reveal must not return its value before its audit row is durable, and committing one
+/// row per reveal costs one commit (one `fsync` on SQLite) each. Instead one task writes
+/// every row that arrived while the previous commit was under way in one multi-row
+/// `INSERT`, and tells each caller once that commit returned. Nothing waits to fill a
+/// group: a lone reveal is written at once; under load, groups grow to meet it.
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl AuditLog {
+    /// Starts the writer task on `db` (the connection that writes).
+    pub fn start(db: DatabaseConnection) -> Self {
+        let (queue, pending) = mpsc::channel(QUEUE);
+        tokio::spawn(write_groups(db, pending));
+        Self { queue }
+    }
+
+    /// Records `event` as performed by `actor`; returns once the row is committed.
+    pub async fn record(&self, actor: &Actor, event: Event) -> Result<()> {
+        let row = row(
+            actor.org_id(),
+            Some(actor.principal.id),
+            actor.request_id.as_deref(),
+            event,
+        );
+        let (done, committed) = oneshot::channel();
+        let unavailable = || Error::Internal("the audit log writer has stopped".into());
+        self.queue
+            .send(Pending { row, done })
+            .await
+            .map_err(|_| unavailable())?;
+        committed
+            .await
+            .map_err(|_| unavailable())?
+            .map_err(|e| Error::Internal(format!("could not record the audit event: {e}")))
+    }
+}
+
+/// The writer task: one group commit at a time, until every [`AuditLog`] is dropped.
+async fn write_groups(db: DatabaseConnection, mut pending: mpsc::Receiver<Pending>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while pending.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let rows = group.iter().map(|p| p.row.clone());
+        match audit_event::Entity::insert_many(rows)
+            .exec_without_returning(&db)
+            .await
+        {
+            Ok(_) => {
+                for p in group.drain(..) {
+                    // A caller that gave up (its request was cancelled) needs no answer.
+                    let _ = p.done.send(Ok(()));
+                }
+            }
+            // One bad row must not fail the others: write them one by one.
+            Err(e) if group.len() > 1 => {
+                tracing::warn!(error = %e, rows = group.len(), "an audit group commit failed; writing its rows one by one");
+                for p in group.drain(..) {
+                    let outcome = audit_event::Entity::insert(p.row)
+                        .exec_without_returning(&db)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string());
+                    let _ = p.done.send(outcome);
+                }
+            }
+            Err(e) => {
+                for p in group.drain(..) {
+                    let _ = p.done.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
 }
 
 /// Audit rows written for the refusals of one request, at most: one per refused field,

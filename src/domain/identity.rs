@@ -20,7 +20,7 @@ use super::{
     Actor, Description, Natural, Page, PageRequest, Principal, PrincipalKind, PrincipalName, Role,
     audit::{self, Event, Target},
 };
-use crate::{Error, Result, crypto::random_bytes};
+use crate::{Error, Result, crypto::random_bytes, db::Db};
 
 pub const TOKEN_PREFIX: &str = "srt_";
 const TOKEN_BODY_LEN: usize = 43;
@@ -42,10 +42,13 @@ impl fmt::Debug for IssuedToken {
 
 /// The stored form of a token.
 pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(64);
+    for byte in Sha256::digest(token.as_bytes()) {
+        // Writing to a String cannot fail.
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
 }
 
 fn mint() -> Result<SecretString> {
@@ -92,7 +95,7 @@ pub async fn is_fresh(db: &DatabaseConnection) -> Result<bool> {
 /// new, and issues a new token for that admin. Re-running it is how an operator recovers
 /// admin access.
 pub async fn bootstrap(
-    db: &DatabaseConnection,
+    db: &Db,
     org_name: &str,
     admin_name: &str,
 ) -> Result<(organization::Model, principal::Model, IssuedToken)> {
@@ -160,31 +163,41 @@ pub async fn bootstrap(
 pub struct Authenticated {
     pub principal: Principal,
     pub token_id: Uuid,
+    /// When the token stops being accepted, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// The principal a bearer token belongs to, if the token is valid, unrevoked and
-/// unexpired.
-pub async fn authenticate(db: &DatabaseConnection, token: &str) -> Result<Option<Authenticated>> {
-    let well_formed =
-        token.len() == TOKEN_PREFIX.len() + TOKEN_BODY_LEN && token.starts_with(TOKEN_PREFIX);
-    if !well_formed {
-        return Ok(None);
+impl Authenticated {
+    /// Whether the token is still accepted at `now` (revocation aside).
+    pub fn is_live_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
     }
+}
+
+/// Whether `token` has the shape of a strongroom token (a cheap check before any lookup).
+pub fn is_well_formed(token: &str) -> bool {
+    token.len() == TOKEN_PREFIX.len() + TOKEN_BODY_LEN && token.starts_with(TOKEN_PREFIX)
+}
+
+/// The principal of the unrevoked token stored as `token_hash` (see [`hash_token`]), if
+/// any. Expiry is for the caller to check against the time of each use.
+pub async fn find_unrevoked(
+    db: &DatabaseConnection,
+    token_hash: &str,
+) -> Result<Option<Authenticated>> {
     let found = api_token::Entity::find()
-        .filter(api_token::Column::TokenHash.eq(hash_token(token)))
+        .filter(api_token::Column::TokenHash.eq(token_hash))
+        .filter(api_token::Column::RevokedAt.is_null())
         .find_also_related(principal::Entity)
         .one(db)
         .await?;
     let Some((record, Some(principal))) = found else {
         return Ok(None);
     };
-    let now = super::now();
-    if record.revoked_at.is_some() || record.expires_at.is_some_and(|at| at <= now) {
-        return Ok(None);
-    }
     Ok(Some(Authenticated {
         principal: Principal::try_from(principal)?,
         token_id: record.id,
+        expires_at: record.expires_at,
     }))
 }
 
@@ -223,7 +236,7 @@ pub async fn find_organization<C: ConnectionTrait>(
 
 /// Creates a service account in the actor's organization with its first token.
 pub async fn create_service_account(
-    db: &DatabaseConnection,
+    db: &Db,
     actor: &Actor,
     name: &str,
     role: Role,
@@ -268,7 +281,7 @@ pub async fn create_service_account(
 
 /// Issues another token for a principal of the actor's organization.
 pub async fn create_token(
-    db: &DatabaseConnection,
+    db: &Db,
     actor: &Actor,
     principal_id: Uuid,
     description: Option<String>,
@@ -278,7 +291,7 @@ pub async fn create_token(
     if expires_at.is_some_and(|at| at <= super::now()) {
         return Err(Error::bad_input("`expiresAt` must be in the future"));
     }
-    let owner = find_principal(db, actor.org_id(), principal_id)
+    let owner = find_principal(db.read(), actor.org_id(), principal_id)
         .await?
         .ok_or_else(|| Error::not_found("principal"))?;
     let txn = crate::db::begin_write(db).await?;
@@ -298,11 +311,7 @@ pub async fn create_token(
 }
 
 /// Revokes a token of the actor's organization. Revoking a revoked token is a no-op.
-pub async fn revoke_token(
-    db: &DatabaseConnection,
-    actor: &Actor,
-    token_id: Uuid,
-) -> Result<api_token::Model> {
+pub async fn revoke_token(db: &Db, actor: &Actor, token_id: Uuid) -> Result<api_token::Model> {
     let txn = crate::db::begin_write(db).await?;
     let revoked = api_token::Entity::update_many()
         .col_expr(api_token::Column::RevokedAt, Expr::value(super::now()))

@@ -1,7 +1,9 @@
 //! Domain services: plain async functions on a database handle. No GraphQL or HTTP
 //! types here; callers pass an [`Actor`] (who is asking, from which request).
 pub mod audit;
+pub mod dependents;
 pub mod identity;
+pub mod plaintext;
 pub mod resources;
 pub mod rotation;
 pub mod secrets;
@@ -200,7 +202,7 @@ impl<K> PageRequest<K> {
     }
 
     /// Turns `limit + 1` fetched rows (in query order) into a page in display order.
-    fn finish<T>(&self, mut rows: Vec<T>, backward: bool, limit: usize) -> Page<T> {
+    pub(crate) fn finish<T>(&self, mut rows: Vec<T>, backward: bool, limit: usize) -> Page<T> {
         let more = rows.len() > limit;
         rows.truncate(limit);
         if backward {
@@ -225,4 +227,10 @@ impl<K> PageRequest<K> {
 pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
     use chrono::SubsecRound;
     chrono::Utc::now().trunc_subsecs(6)
+}
+
+/// `items` without repeats, in first-seen order.
+pub(crate) fn unique<T: Clone + Eq + std::hash::Hash>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut seen = std::collections::HashSet::new();
+    items.filter(|i| seen.insert(i.clone())).collect()
 }

@@ -124,7 +124,10 @@ mod tests {
     use crate::{
         crypto::{LocalKeyProvider, MasterKey},
         domain::{
-            Actor, Principal, SecretName, SecretValue, identity,
+            Actor, Principal, SecretName, SecretValue,
+            audit::AuditLog,
+            identity,
+            plaintext::Plaintext,
             secrets::{self, NewSecret, SecretUpdate},
         },
         metrics::ProviderCalls,
@@ -177,7 +180,7 @@ mod tests {
         // The operator puts the new key first; both unwrap until rotation is done.
         let both = keyring(&[NEW, OLD]);
         let target_id = both.active_key_id().to_owned();
-        let report = rotate(&db, &both, &both, &target_id, 2, |_, _| {})
+        let report = rotate(db.write(), &both, &both, &target_id, 2, |_, _| {})
             .await
             .expect("rotate");
         assert_eq!(
@@ -188,7 +191,7 @@ mod tests {
                 failed: 0
             }
         );
-        let again = rotate(&db, &both, &both, &target_id, 2, |_, _| {})
+        let again = rotate(db.write(), &both, &both, &target_id, 2, |_, _| {})
             .await
             .expect("rotate again");
         assert_eq!(
@@ -201,9 +204,16 @@ mod tests {
         );
 
         let new_only: Arc<dyn KeyProvider> = Arc::new(keyring(&[NEW]));
+        let audit = AuditLog::start(db.write().clone());
         for (name, version, value) in [("A", 1, "alpha"), ("A", 2, "alpha-2"), ("B", 1, "bravo")] {
             let name = SecretName::parse(name).expect("name");
-            let revealed = secrets::reveal(&db, new_only.as_ref(), &actor, &name, Some(version))
+            let plaintext = Plaintext {
+                db: &db,
+                keys: new_only.as_ref(),
+                audit: &audit,
+            };
+            let revealed = plaintext
+                .reveal(&actor, &name, Some(version))
                 .await
                 .expect("readable with the new key alone");
             assert_eq!(revealed.value.expose(), value);

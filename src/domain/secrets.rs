@@ -2,32 +2,32 @@
 //!
 //! Writes follow one pattern: validate, call the key provider *before* opening a
 //! transaction (never hold a transaction, or SQLite's single writer, across a network
-//! call), then in one transaction write first — a conditional UPDATE or an INSERT, so
-//! SQLite takes its write lock up front and concurrent writers queue on the busy
-//! timeout — then the version row, then the audit event. A change and its audit event
-//! commit together or not at all.
+//! call), then in one write transaction write first — a conditional UPDATE or an INSERT —
+//! then the version row, then the audit event. A change and its audit event commit
+//! together or not at all. Reading a value is [`super::plaintext`]'s job alone.
 use std::collections::HashMap;
 
 use entity::{secret, secret_version};
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, ExprTrait, LikeExpr},
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{Expr, LikeExpr},
 };
 use uuid::Uuid;
 
 use super::{
     Actor, Description, Natural, Page, PageRequest, SecretName, SecretValue,
-    audit::{self, Event, Outcome, Target},
+    audit::{self, Event, Target},
+    dependents::{self, Dependent, DependentState},
     now,
-    resources::{self, Dependent, DependentState},
 };
 use crate::{
     Error, Result,
-    crypto::{self, EncryptionContext, KeyProvider, Sealed, StoredEnvelope, WrappedKey},
-    db,
+    crypto::{self, EncryptionContext, KeyProvider, Sealed, WrappedKey},
+    db::{self, Db},
+    error::Blocker,
 };
 
 /// How many times an update without `expectedVersion` tries when other writers keep
@@ -49,14 +49,6 @@ pub struct SecretUpdate {
     pub description: Option<Option<Description>>,
     /// Check-and-set: fail with `VERSION_CONFLICT` unless this is the current version.
     pub expected_version: Option<i32>,
-}
-
-/// A decrypted value, as revealed to an admin.
-#[derive(Debug)]
-pub struct Revealed {
-    pub name: String,
-    pub version: i32,
-    pub value: SecretValue,
 }
 
 pub async fn find<C: ConnectionTrait>(
@@ -114,14 +106,14 @@ fn version_row(
 
 /// Creates a secret with its first version.
 pub async fn create(
-    db: &DatabaseConnection,
+    db: &Db,
     keys: &dyn KeyProvider,
     actor: &Actor,
     new: NewSecret,
 ) -> Result<secret::Model> {
     let org_id = actor.org_id();
     // Fail fast, before spending a KMS call; the unique index settles races.
-    if find(db, org_id, &new.name).await?.is_some() {
+    if find(db.read(), org_id, &new.name).await?.is_some() {
         return Err(Error::AlreadyExists(format!("secret {}", new.name)));
     }
     let context = EncryptionContext {
@@ -173,7 +165,7 @@ pub async fn create(
 /// description written against version 3 never lands on version 4), and description-only
 /// updates of the same version apply in commit order, the last one standing.
 pub async fn update(
-    db: &DatabaseConnection,
+    db: &Db,
     keys: &dyn KeyProvider,
     actor: &Actor,
     change: SecretUpdate,
@@ -190,7 +182,7 @@ pub async fn update(
         if attempt > 0 {
             backoff(attempt).await;
         }
-        let current = find_existing(db, org_id, &change.name).await?;
+        let current = find_existing(db.read(), org_id, &change.name).await?;
         if let Some(expected) = change.expected_version
             && expected != current.current_version
         {
@@ -230,7 +222,7 @@ pub async fn update(
         if write.exec(&txn).await?.rows_affected == 0 {
             // Another writer changed (or deleted) the secret since we read it.
             txn.rollback().await?;
-            let now_current = find_existing(db, org_id, &change.name).await?;
+            let now_current = find_existing(db.read(), org_id, &change.name).await?;
             if let Some(expected) = change.expected_version
                 && expected != now_current.current_version
             {
@@ -297,7 +289,7 @@ async fn prune_versions<C: ConnectionTrait>(
     retention: u32,
 ) -> Result<u64> {
     let keep_from = newest.saturating_sub(i32::try_from(retention).unwrap_or(i32::MAX)) + 1;
-    let pinned = resources::active_pinned_versions(conn, secret_id).await?;
+    let pinned = dependents::active_pinned_versions(conn, secret_id).await?;
     let result = secret_version::Entity::delete_many()
         .filter(secret_version::Column::SecretId.eq(secret_id))
         .filter(secret_version::Column::Version.lt(keep_from))
@@ -326,7 +318,7 @@ pub struct DeleteOutcome {
 /// locked: a deploy that pins it either committed first (and is seen here, so a delete
 /// without `force` refuses) or waits on the lock and then finds the secret gone.
 pub async fn delete(
-    db: &DatabaseConnection,
+    db: &Db,
     actor: &Actor,
     name: &SecretName,
     force: bool,
@@ -334,10 +326,10 @@ pub async fn delete(
 ) -> Result<DeleteOutcome> {
     let org_id = actor.org_id();
     if dry_run {
-        find_existing(db, org_id, name).await?;
+        find_existing(db.read(), org_id, name).await?;
         return Ok(DeleteOutcome {
             deleted: None,
-            affected: resources::dependents(db, org_id, name).await?,
+            affected: dependents::dependents(db.read(), org_id, name).await?,
         });
     }
     let at = now();
@@ -349,15 +341,15 @@ pub async fn delete(
         .one(&txn)
         .await?
         .ok_or_else(|| Error::not_found(format!("secret {name}")))?;
-    let affected = resources::dependents(&txn, org_id, name).await?;
-    let deployed: Vec<Dependent> = affected
+    let affected = dependents::dependents(&txn, org_id, name).await?;
+    let blockers: Vec<Blocker> = affected
         .iter()
         .filter(|d| d.state.is_deployed())
-        .cloned()
+        .map(Dependent::blocker)
         .collect();
-    if !deployed.is_empty() && !force {
+    if !blockers.is_empty() && !force {
         txn.rollback().await?;
-        return Err(Error::HasDependents(deployed));
+        return Err(Error::HasDependents(blockers));
     }
     let destroyed = secret_version::Entity::delete_many()
         .filter(secret_version::Column::SecretId.eq(secret.id))
@@ -368,7 +360,7 @@ pub async fn delete(
         .filter(secret::Column::Id.eq(secret.id))
         .exec(&txn)
         .await?;
-    let broken = resources::fail_deployments_pinned_to(
+    let broken = dependents::fail_deployments_pinned_to(
         &txn,
         secret.id,
         at,
@@ -405,103 +397,6 @@ pub(crate) fn wrapped_key_of(row: &secret_version::Model) -> WrappedKey {
     WrappedKey {
         key_id: row.key_id.clone(),
         blob: row.wrapped_key.clone(),
-    }
-}
-
-/// Decrypts one stored version of `secret`. Any mismatch is an integrity error.
-pub async fn decrypt_version(
-    keys: &dyn KeyProvider,
-    secret: &secret::Model,
-    row: &secret_version::Model,
-) -> Result<SecretValue> {
-    // Bound to the secret we looked up, not to the ids the version row claims: a version
-    // row moved under another secret fails here. (Rotation, which has no secret in hand,
-    // uses the row's ids; re-wrapping cannot reveal anything.)
-    let context = EncryptionContext {
-        org_id: secret.org_id,
-        secret_id: secret.id,
-        version: row.version,
-    };
-    let stored = StoredEnvelope {
-        ciphertext: &row.ciphertext,
-        nonce: &row.nonce,
-        wrapped_key: wrapped_key_of(row),
-        scheme: &row.scheme,
-    };
-    let bytes = crypto::open(keys, &context, &stored).await?;
-    SecretValue::from_decrypted(&bytes)
-}
-
-/// A secret and one of its versions (the current one when `version` is `None`), read in
-/// one statement so that no update can land between the two reads.
-async fn find_with_version<C: ConnectionTrait>(
-    conn: &C,
-    org_id: Uuid,
-    name: &SecretName,
-    version: Option<i32>,
-) -> Result<(secret::Model, secret_version::Model)> {
-    let wanted = match version {
-        Some(version) => {
-            Expr::col((secret_version::Entity, secret_version::Column::Version)).eq(version)
-        }
-        None => Expr::col((secret_version::Entity, secret_version::Column::Version))
-            .equals((secret::Entity, secret::Column::CurrentVersion)),
-    };
-    let found = secret_version::Entity::find()
-        .find_also_related(secret::Entity)
-        .filter(secret::Column::OrgId.eq(org_id))
-        .filter(secret::Column::NameKey.eq(name.key()))
-        .filter(wanted)
-        .one(conn)
-        .await?;
-    match found {
-        Some((row, Some(secret))) => Ok((secret, row)),
-        _ => {
-            // Say which is missing: the secret, or only that version of it.
-            let secret = find_existing(conn, org_id, name).await?;
-            let version = version.unwrap_or(secret.current_version);
-            Err(Error::not_found(format!(
-                "version {version} of secret {name}"
-            )))
-        }
-    }
-}
-
-/// Decrypts a version (the current one by default) and records the reveal. If the audit
-/// event cannot be written, the value is not returned.
-pub async fn reveal(
-    db: &DatabaseConnection,
-    keys: &dyn KeyProvider,
-    actor: &Actor,
-    name: &SecretName,
-    version: Option<i32>,
-) -> Result<Revealed> {
-    let (secret, row) = find_with_version(db, actor.org_id(), name, version).await?;
-    let version = row.version;
-    let target = Target::secret(Some(secret.id), &secret.name);
-    let detail = serde_json::json!({ "version": version });
-    match decrypt_version(keys, &secret, &row).await {
-        Ok(value) => {
-            let event = Event::allowed("secret.reveal", target).with_detail(detail);
-            audit::record(db, actor, event).await?;
-            Ok(Revealed {
-                name: secret.name,
-                version,
-                value,
-            })
-        }
-        Err(e) => {
-            let event = Event {
-                action: "secret.reveal".into(),
-                outcome: Outcome::Failed,
-                target: Some(target),
-                detail: Some(detail),
-            };
-            if let Err(audit_error) = audit::record(db, actor, event).await {
-                tracing::error!(error = %audit_error, "could not record a failed reveal");
-            }
-            Err(e)
-        }
     }
 }
 
@@ -609,26 +504,81 @@ pub async fn count<C: ConnectionTrait>(conn: &C, org_id: Uuid, filter: &ListFilt
     Ok(filtered(org_id, filter)?.count(conn).await?)
 }
 
-fn versions_of(secret_id: Uuid) -> sea_orm::Select<secret_version::Entity> {
-    secret_version::Entity::find().filter(secret_version::Column::SecretId.eq(secret_id))
-}
-
-pub async fn count_versions<C: ConnectionTrait>(conn: &C, secret_id: Uuid) -> Result<u64> {
-    Ok(versions_of(secret_id).count(conn).await?)
-}
-
-/// A page of a secret's retained versions, newest first; the cursor is the version number.
-pub async fn versions<C: ConnectionTrait>(
+/// Pages of several secrets' retained versions, newest first, in one statement: each
+/// secret's versions are numbered within it (a window function) and the first `limit + 1`
+/// of each are kept, so a page of secrets with their versions is one query, not one per
+/// secret. The cursor is the version number.
+pub async fn versions_of_many<C: ConnectionTrait>(
     conn: &C,
-    secret_id: Uuid,
+    secret_ids: &[Uuid],
     page: &PageRequest<i32>,
-) -> Result<Page<secret_version::Model>> {
-    let query = versions_of(secret_id);
-    page.fetch(
-        conn,
-        query,
-        secret_version::Column::Version,
-        Natural::Descending,
-    )
-    .await
+) -> Result<HashMap<Uuid, Page<secret_version::Model>>> {
+    use sea_orm::{
+        FromQueryResult, Iterable,
+        sea_query::{Alias, Asterisk, ExprTrait, Order, Query},
+    };
+    let (backward, limit) = page.direction()?;
+    if backward || page.before.is_some() {
+        return Err(Error::bad_input(
+            "versions page forward only: use `first` and `after`",
+        ));
+    }
+    let mut numbered = Query::select();
+    for column in secret_version::Column::iter() {
+        numbered.column(column);
+    }
+    numbered
+        .expr_as(
+            Expr::cust("ROW_NUMBER() OVER (PARTITION BY secret_id ORDER BY version DESC)"),
+            "n",
+        )
+        .from(secret_version::Entity)
+        .and_where(Expr::col(secret_version::Column::SecretId).is_in(secret_ids.iter().copied()));
+    if let Some(after) = page.after {
+        numbered.and_where(Expr::col(secret_version::Column::Version).lt(after));
+    }
+    let mut query = Query::select();
+    query
+        .column(Asterisk)
+        .from_subquery(numbered, "numbered")
+        .and_where(Expr::col(Alias::new("n")).lte(i64::try_from(limit).unwrap_or(i64::MAX) + 1))
+        .order_by(secret_version::Column::SecretId, Order::Asc)
+        .order_by(secret_version::Column::Version, Order::Desc);
+    let mut rows: HashMap<Uuid, Vec<secret_version::Model>> = HashMap::new();
+    for row in conn.query_all(&query).await? {
+        let version = secret_version::Model::from_query_result(&row, "")?;
+        rows.entry(version.secret_id).or_default().push(version);
+    }
+    Ok(secret_ids
+        .iter()
+        .map(|id| {
+            let found = rows.remove(id).unwrap_or_default();
+            (*id, page.finish(found, false, limit))
+        })
+        .collect())
+}
+
+/// How many versions each of several secrets retains, in one statement.
+pub async fn count_versions_of_many<C: ConnectionTrait>(
+    conn: &C,
+    secret_ids: &[Uuid],
+) -> Result<HashMap<Uuid, u64>> {
+    let counted: HashMap<Uuid, i64> = secret_version::Entity::find()
+        .select_only()
+        .column(secret_version::Column::SecretId)
+        .column_as(secret_version::Column::Id.count(), "n")
+        .filter(secret_version::Column::SecretId.is_in(secret_ids.iter().copied()))
+        .group_by(secret_version::Column::SecretId)
+        .into_tuple::<(Uuid, i64)>()
+        .all(conn)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(secret_ids
+        .iter()
+        .map(|id| {
+            let n = counted.get(id).copied().unwrap_or(0);
+            (*id, u64::try_from(n).unwrap_or(0))
+        })
+        .collect())
 }

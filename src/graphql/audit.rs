@@ -110,7 +110,7 @@ impl AuditQuery {
         filter: Option<AuditFilter>,
     ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, AuditEvent, TotalCount>> {
         let org_id = actor(ctx)?.org_id();
-        let db = &app(ctx)?.db;
+        let db = app(ctx)?.db.read();
         let filter = filter.unwrap_or_default();
         let filter = Filter {
             action: filter.action,

@@ -35,13 +35,13 @@ impl ErrorExtensions for crate::Error {
 }
 
 /// A dependent as listed in a `HAS_DEPENDENTS` error: names and states, never values.
-fn dependent_summary(d: &crate::domain::resources::Dependent) -> async_graphql::Value {
+fn dependent_summary(d: &crate::error::Blocker) -> async_graphql::Value {
     let json = serde_json::json!({
-        "resourceId": super::ids::encode(super::ids::RESOURCE, d.resource.id).0,
-        "kind": d.resource.kind,
-        "name": d.resource.name,
+        "resourceId": super::ids::encode(super::ids::RESOURCE, d.resource_id).0,
+        "kind": d.kind,
+        "name": d.name,
         "field": d.field,
-        "state": d.state.as_str(),
+        "state": d.state,
         "deployedVersion": d.deployed_version,
     });
     async_graphql::Value::from_json(json).unwrap_or(async_graphql::Value::Null)

@@ -87,7 +87,7 @@ pub struct Viewer(domain::Principal);
 #[Object]
 impl Viewer {
     async fn principal(&self, ctx: &Context<'_>) -> async_graphql::Result<Principal> {
-        let db = &app(ctx)?.db;
+        let db = app(ctx)?.db.read();
         service::find_principal(db, self.0.org_id, self.0.id)
             .await
             .extend()?
@@ -96,7 +96,7 @@ impl Viewer {
     }
 
     async fn organization(&self, ctx: &Context<'_>) -> async_graphql::Result<Organization> {
-        let db = &app(ctx)?.db;
+        let db = app(ctx)?.db.read();
         Ok(Organization(
             service::find_organization(db, self.0.org_id)
                 .await
@@ -167,7 +167,7 @@ impl IdentityQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, Principal, TotalCount>> {
         let org_id = actor(ctx)?.org_id();
-        let db = &app(ctx)?.db;
+        let db = app(ctx)?.db.read();
         paged(after, None, first, None, |page| async move {
             let principals = service::list_principals(db, org_id, &page).await?;
             let count =
@@ -193,7 +193,7 @@ impl IdentityQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, ApiToken, TotalCount>> {
         let org_id = actor(ctx)?.org_id();
-        let db = &app(ctx)?.db;
+        let db = app(ctx)?.db.read();
         let principal_id = principal_id
             .map(|id| ids::decode_as(&id, ids::PRINCIPAL))
             .transpose()
@@ -304,9 +304,10 @@ impl IdentityMutation {
     ) -> async_graphql::Result<RevokeApiTokenPayload> {
         let actor = actor(ctx)?;
         let id = ids::decode_as(&input.id, ids::API_TOKEN).extend()?;
-        let record = service::revoke_token(&app(ctx)?.db, &actor, id)
-            .await
-            .extend()?;
+        let data = app(ctx)?;
+        let record = service::revoke_token(&data.db, &actor, id).await.extend()?;
+        // This replica refuses the token from now on; the others within the cache's TTL.
+        data.tokens.forget_all();
         Ok(RevokeApiTokenPayload {
             api_token: ApiToken(record),
         })

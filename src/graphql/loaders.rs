@@ -6,11 +6,11 @@ use async_graphql::{
     Context, ErrorExtensions,
     dataloader::{DataLoader, HashMapCache, Loader},
 };
-use entity::{deployment, principal, resource_reference};
+use entity::{deployment, deployment_pin, principal, resource_reference, secret, secret_version};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use crate::domain::{identity, resources};
+use crate::domain::{Page, PageRequest, dependents, identity, resources, secrets};
 
 /// Loads `key` through the request's loader.
 pub async fn load<K>(
@@ -39,7 +39,7 @@ pub async fn prime_dependents(
     name_keys: Vec<String>,
 ) -> async_graphql::Result<()> {
     let loader = ctx.data::<RequestLoader>()?;
-    let mut found = resources::dependents_of(&loader.loader().db, org_id, &name_keys)
+    let mut found = dependents::dependents_of(&loader.loader().db, org_id, &name_keys)
         .await
         .map_err(|e| e.extend())?;
     let values = name_keys.into_iter().map(|name_key| {
@@ -96,14 +96,7 @@ impl Loader<ReferencesOf> for DbLoader {
         let rows = resources::references_of(&self.db, &ids)
             .await
             .map_err(Arc::new)?;
-        let mut by_resource: HashMap<ReferencesOf, Self::Value> = HashMap::new();
-        for row in rows {
-            by_resource
-                .entry(ReferencesOf(row.resource_id))
-                .or_default()
-                .push(row);
-        }
-        Ok(by_resource)
+        Ok(grouped(rows, |row| ReferencesOf(row.resource_id)))
     }
 }
 
@@ -120,7 +113,7 @@ impl Loader<CurrentDeployment> for DbLoader {
         keys: &[CurrentDeployment],
     ) -> Result<HashMap<CurrentDeployment, Self::Value>, Self::Error> {
         let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
-        let rows = resources::current_deployments(&self.db, &ids)
+        let rows = dependents::current_deployments(&self.db, &ids)
             .await
             .map_err(Arc::new)?;
         Ok(rows
@@ -138,24 +131,16 @@ pub struct DependentsOf {
 }
 
 impl Loader<DependentsOf> for DbLoader {
-    type Value = Vec<resources::Dependent>;
+    type Value = Vec<dependents::Dependent>;
     type Error = Arc<crate::Error>;
 
     async fn load(
         &self,
         keys: &[DependentsOf],
     ) -> Result<HashMap<DependentsOf, Self::Value>, Self::Error> {
-        // One request is one principal, so one organization; group anyway.
-        let mut by_org: HashMap<Uuid, Vec<String>> = HashMap::new();
-        for key in keys {
-            by_org
-                .entry(key.org_id)
-                .or_default()
-                .push(key.name_key.clone());
-        }
         let mut found = HashMap::new();
-        for (org_id, names) in by_org {
-            let dependents = resources::dependents_of(&self.db, org_id, &names)
+        for (org_id, names) in by_org(keys.iter().map(|k| (k.org_id, k.name_key.clone()))) {
+            let dependents = dependents::dependents_of(&self.db, org_id, &names)
                 .await
                 .map_err(Arc::new)?;
             found.extend(
@@ -166,4 +151,142 @@ impl Loader<DependentsOf> for DbLoader {
         }
         Ok(found)
     }
+}
+
+/// Key: a deployment, for its pins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PinsOf(pub Uuid);
+
+impl Loader<PinsOf> for DbLoader {
+    type Value = Vec<deployment_pin::Model>;
+    type Error = Arc<crate::Error>;
+
+    async fn load(&self, keys: &[PinsOf]) -> Result<HashMap<PinsOf, Self::Value>, Self::Error> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = dependents::pins_of(&self.db, &ids)
+            .await
+            .map_err(Arc::new)?;
+        Ok(grouped(rows, |row| PinsOf(row.deployment_id)))
+    }
+}
+
+/// Key: a secret by organization and case-folded name (what a reference names).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SecretNamed {
+    pub org_id: Uuid,
+    pub name_key: String,
+}
+
+impl Loader<SecretNamed> for DbLoader {
+    type Value = secret::Model;
+    type Error = Arc<crate::Error>;
+
+    async fn load(
+        &self,
+        keys: &[SecretNamed],
+    ) -> Result<HashMap<SecretNamed, Self::Value>, Self::Error> {
+        let mut found = HashMap::new();
+        for (org_id, names) in by_org(keys.iter().map(|k| (k.org_id, k.name_key.clone()))) {
+            let rows = secrets::find_many(&self.db, org_id, &names)
+                .await
+                .map_err(Arc::new)?;
+            found.extend(rows.into_iter().map(|row| {
+                let key = SecretNamed {
+                    org_id,
+                    name_key: row.name_key.clone(),
+                };
+                (key, row)
+            }));
+        }
+        Ok(found)
+    }
+}
+
+/// Key: a page of one secret's versions (`first`, `after`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VersionsPage {
+    pub secret_id: Uuid,
+    pub first: Option<usize>,
+    pub after: Option<i32>,
+}
+
+impl Loader<VersionsPage> for DbLoader {
+    type Value = Arc<Page<secret_version::Model>>;
+    type Error = Arc<crate::Error>;
+
+    async fn load(
+        &self,
+        keys: &[VersionsPage],
+    ) -> Result<HashMap<VersionsPage, Self::Value>, Self::Error> {
+        // Every secret of a page asks for the same window: normally one statement.
+        let mut windows: HashMap<(Option<usize>, Option<i32>), Vec<Uuid>> = HashMap::new();
+        for key in keys {
+            windows
+                .entry((key.first, key.after))
+                .or_default()
+                .push(key.secret_id);
+        }
+        let mut found = HashMap::new();
+        for ((first, after), ids) in windows {
+            let page = PageRequest {
+                after,
+                before: None,
+                first,
+                last: None,
+            };
+            let pages = secrets::versions_of_many(&self.db, &ids, &page)
+                .await
+                .map_err(Arc::new)?;
+            found.extend(pages.into_iter().map(|(secret_id, page)| {
+                let key = VersionsPage {
+                    secret_id,
+                    first,
+                    after,
+                };
+                (key, Arc::new(page))
+            }));
+        }
+        Ok(found)
+    }
+}
+
+/// Key: a secret, for how many versions it retains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VersionCount(pub Uuid);
+
+impl Loader<VersionCount> for DbLoader {
+    type Value = u64;
+    type Error = Arc<crate::Error>;
+
+    async fn load(
+        &self,
+        keys: &[VersionCount],
+    ) -> Result<HashMap<VersionCount, Self::Value>, Self::Error> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let counts = secrets::count_versions_of_many(&self.db, &ids)
+            .await
+            .map_err(Arc::new)?;
+        Ok(counts
+            .into_iter()
+            .map(|(id, n)| (VersionCount(id), n))
+            .collect())
+    }
+}
+
+/// Names grouped by organization (a request is one principal, so normally one group).
+fn by_org(keys: impl Iterator<Item = (Uuid, String)>) -> HashMap<Uuid, Vec<String>> {
+    let mut grouped: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for (org_id, name) in keys {
+        grouped.entry(org_id).or_default().push(name);
+    }
+    grouped
+}
+
+/// `rows` grouped under `key`.
+fn grouped<K: Hash + Eq, T>(rows: Vec<T>, key: impl Fn(&T) -> K) -> HashMap<K, Vec<T>> {
+    let mut groups: HashMap<K, Vec<T>> = HashMap::new();
+    for row in rows {
+        groups.entry(key(&row)).or_default().push(row);
+    }
+    groups
 }

@@ -17,13 +17,17 @@ mod shape;
 
 use std::sync::Arc;
 
+use crate::{
+    auth::Authenticator,
+    config::Limits,
+    crypto::KeyProvider,
+    db::Db,
+    domain::{Principal, audit::AuditLog, plaintext::Plaintext},
+};
 use async_graphql::{
     EmptySubscription, MergedObject, Schema, SchemaBuilder,
     dataloader::{DataLoader, HashMapCache},
 };
-use sea_orm::DatabaseConnection;
-
-use crate::{config::Limits, crypto::KeyProvider, domain::Principal};
 
 pub use errors::error_response;
 pub use guard::Denials;
@@ -52,9 +56,23 @@ pub struct MutationRoot(
 /// Shared services, available to every resolver.
 #[derive(Clone)]
 pub struct AppData {
-    pub db: DatabaseConnection,
+    pub db: Db,
     pub keys: Arc<dyn KeyProvider>,
+    /// Where reads of plaintext are recorded (group commit).
+    pub audit: AuditLog,
+    pub tokens: Arc<Authenticator>,
     pub version_retention: u32,
+}
+
+impl AppData {
+    /// The one way to plaintext: decrypt, record, then answer.
+    pub fn plaintext(&self) -> Plaintext<'_> {
+        Plaintext {
+            db: &self.db,
+            keys: self.keys.as_ref(),
+            audit: &self.audit,
+        }
+    }
 }
 
 /// Who is asking, per request.
@@ -105,7 +123,7 @@ pub fn build_schema(data: AppData, limits: &Limits) -> AppSchema {
 /// cache also lets a page resolver prime it for its items (see `secrets`).
 pub fn request_loaders(data: &AppData) -> loaders::RequestLoader {
     DataLoader::with_cache(
-        loaders::DbLoader::new(data.db.clone()),
+        loaders::DbLoader::new(data.db.read().clone()),
         tokio::spawn,
         HashMapCache::default(),
     )

@@ -29,7 +29,7 @@ impl NodeQuery {
         let Some((kind, uuid)) = ids::decode(&id) else {
             return Ok(None);
         };
-        let db = &app(ctx)?.db;
+        let db = app(ctx)?.db.read();
         Ok(match kind.as_str() {
             ids::SECRET => secret_service::find_by_id(db, org_id, uuid)
                 .await

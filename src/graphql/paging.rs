@@ -6,8 +6,12 @@ use async_graphql::{
     connection::{Connection, Edge, OpaqueCursor, query_with},
 };
 use sea_orm::DatabaseConnection;
+use uuid::Uuid;
 
-use super::guard::app;
+use super::{
+    guard::app,
+    loaders::{VersionCount, load},
+};
 use crate::domain::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 
 /// Complexity of a page: its size times what each item selects.
@@ -21,7 +25,14 @@ pub fn page_complexity(first: Option<i32>, last: Option<i32>, child: usize) -> u
 type CountFuture = Pin<Box<dyn Future<Output = crate::Result<u64>> + Send>>;
 
 /// `totalCount` of a connection (every connection has one), counted only when asked for.
-pub struct TotalCount(Box<dyn Fn(DatabaseConnection) -> CountFuture + Send + Sync>);
+pub struct TotalCount(Count);
+
+enum Count {
+    /// A top-level list: one statement when asked for.
+    Query(Box<dyn Fn(DatabaseConnection) -> CountFuture + Send + Sync>),
+    /// A secret's versions: batched across the secrets of a page.
+    VersionsOf(Uuid),
+}
 
 impl TotalCount {
     /// `count` counts the whole list, every page, on the connection it is given.
@@ -30,7 +41,12 @@ impl TotalCount {
         F: Fn(DatabaseConnection) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = crate::Result<u64>> + Send + 'static,
     {
-        Self(Box::new(move |db| Box::pin(count(db))))
+        Self(Count::Query(Box::new(move |db| Box::pin(count(db)))))
+    }
+
+    /// The versions a secret retains.
+    pub fn versions_of(secret_id: Uuid) -> Self {
+        Self(Count::VersionsOf(secret_id))
     }
 }
 
@@ -38,7 +54,12 @@ impl TotalCount {
 impl TotalCount {
     /// How many items the whole list holds, across all pages.
     async fn total_count(&self, ctx: &Context<'_>) -> async_graphql::Result<u64> {
-        (self.0)(app(ctx)?.db.clone()).await.extend()
+        match &self.0 {
+            Count::Query(count) => count(app(ctx)?.db.read().clone()).await.extend(),
+            Count::VersionsOf(secret_id) => {
+                Ok(load(ctx, VersionCount(*secret_id)).await?.unwrap_or(0))
+            }
+        }
     }
 }
 

@@ -13,14 +13,14 @@ use super::{
     guard::{RoleGuard, actor, app},
     identity::{Principal, load_principal},
     ids,
-    loaders::{CurrentDeployment, ReferencesOf, load},
+    loaders::{CurrentDeployment, PinsOf, ReferencesOf, SecretNamed, load},
     paging::{TotalCount, page_complexity, paged, to_connection},
     secrets::Secret,
 };
 use crate::domain::{
     Description, ReferenceField, ResourceName, Role, SecretName,
+    dependents::{self, DependentState as State, DeploymentState as Deployed},
     resources::{self as service, NewReference, ResourceSpec},
-    secrets as secret_service,
 };
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub enum ResourceKind {
 }
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-#[graphql(remote = "service::DependentState")]
+#[graphql(remote = "State")]
 pub enum DependentState {
     /// The active deployment is pinned to the secret's current version.
     UpToDate,
@@ -45,7 +45,7 @@ pub enum DependentState {
 }
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
-#[graphql(remote = "service::DeploymentState")]
+#[graphql(remote = "Deployed")]
 pub enum DeploymentState {
     Active,
     /// A pinned secret was force-deleted.
@@ -119,15 +119,11 @@ impl SecretReference {
     /// errors with FORBIDDEN.
     #[graphql(guard = "RoleGuard::new(Role::Admin)")]
     async fn secret(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Secret>> {
-        let org_id = actor(ctx)?.org_id();
-        let found = secret_service::find_many(
-            &app(ctx)?.db,
-            org_id,
-            std::slice::from_ref(&self.0.secret_name_key),
-        )
-        .await
-        .extend()?;
-        Ok(found.into_iter().next().map(Secret::from))
+        let key = SecretNamed {
+            org_id: actor(ctx)?.org_id(),
+            name_key: self.0.secret_name_key.clone(),
+        };
+        Ok(load(ctx, key).await?.map(Secret::from))
     }
 }
 
@@ -141,9 +137,7 @@ impl Deployment {
     }
 
     async fn state(&self) -> async_graphql::Result<DeploymentState> {
-        Ok(service::DeploymentState::parse(&self.0.state)
-            .extend()?
-            .into())
+        Ok(Deployed::parse(&self.0.state).extend()?.into())
     }
 
     async fn deployed_at(&self) -> DateTime<Utc> {
@@ -164,9 +158,7 @@ impl Deployment {
 
     /// The secret versions it is pinned to (names and numbers, never values).
     async fn pins(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<PinnedSecret>> {
-        let pins = service::pins_of(&app(ctx)?.db, &[self.0.id])
-            .await
-            .extend()?;
+        let pins = load(ctx, PinsOf(self.0.id)).await?.unwrap_or_default();
         Ok(pins.into_iter().map(PinnedSecret).collect())
     }
 }
@@ -194,7 +186,7 @@ impl PinnedSecret {
 #[graphql(complex, guard = "RoleGuard::new(Role::Admin)")]
 pub struct Dependent {
     #[graphql(skip)]
-    inner: service::Dependent,
+    inner: dependents::Dependent,
     field: String,
     state: DependentState,
     /// The version its current deployment is pinned to.
@@ -209,8 +201,8 @@ impl Dependent {
     }
 }
 
-impl From<service::Dependent> for Dependent {
-    fn from(inner: service::Dependent) -> Self {
+impl From<dependents::Dependent> for Dependent {
+    fn from(inner: dependents::Dependent) -> Self {
         Self {
             field: inner.field.clone(),
             state: inner.state.into(),
@@ -221,7 +213,7 @@ impl From<service::Dependent> for Dependent {
     }
 }
 
-pub fn dependents(list: Vec<service::Dependent>) -> Vec<Dependent> {
+pub fn dependents(list: Vec<dependents::Dependent>) -> Vec<Dependent> {
     list.into_iter().map(Dependent::from).collect()
 }
 
@@ -251,7 +243,9 @@ impl ResourceQuery {
         let Ok(uuid) = resource_id(&id) else {
             return Ok(None);
         };
-        let found = service::find(&app(ctx)?.db, org_id, uuid).await.extend()?;
+        let found = service::find(app(ctx)?.db.read(), org_id, uuid)
+            .await
+            .extend()?;
         Ok(found.map(Resource))
     }
 
@@ -268,7 +262,7 @@ impl ResourceQuery {
         after: Option<String>,
     ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, Resource, TotalCount>> {
         let org_id = actor(ctx)?.org_id();
-        let db = &app(ctx)?.db;
+        let db = app(ctx)?.db.read();
         let kind = kind.map(Into::into);
         paged(after, None, first, None, |page| async move {
             let resources = service::list(db, org_id, kind, &page).await?;
@@ -288,7 +282,7 @@ impl ResourceQuery {
     ) -> async_graphql::Result<Vec<Dependent>> {
         let org_id = actor(ctx)?.org_id();
         let name = SecretName::parse(&secret_name).extend()?;
-        let list = service::dependents(&app(ctx)?.db, org_id, &name)
+        let list = dependents::dependents(app(ctx)?.db.read(), org_id, &name)
             .await
             .extend()?;
         Ok(dependents(list))
@@ -305,7 +299,9 @@ impl ResourceQuery {
         let actor = actor(ctx)?;
         let id = self::resource_id(&resource_id)?;
         let data = app(ctx)?;
-        let resolved = service::resolve_secrets(&data.db, data.keys.as_ref(), &actor, id)
+        let resolved = data
+            .plaintext()
+            .resolve_secrets(&actor, id)
             .await
             .extend()?;
         Ok(resolved

@@ -11,12 +11,12 @@ use super::{
     guard::{RoleGuard, actor, app},
     identity::{Principal, load_principal},
     ids,
-    loaders::{DependentsOf, load, prime_dependents},
+    loaders::{DependentsOf, VersionsPage, load, prime_dependents},
     paging::{TotalCount, page_complexity, paged, to_connection},
     resources::{Dependent, dependents},
 };
 use crate::domain::{
-    Description, Role, SecretName, SecretValue, resources as resource_service,
+    Description, Page, PageRequest, Role, SecretName, SecretValue, dependents,
     secrets::{self as service, ListFilter, NewSecret, SecretUpdate},
 };
 
@@ -78,17 +78,36 @@ impl Secret {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<OpaqueCursor<i32>, SecretVersion, TotalCount>> {
-        let db = &app(ctx)?.db;
         let secret_id = self.row.id;
-        paged(after, None, first, None, |page| async move {
-            let versions = service::versions(db, secret_id, &page).await?;
-            let count =
-                TotalCount::new(
-                    move |db| async move { service::count_versions(&db, secret_id).await },
-                );
-            Ok(to_connection(versions, |v| v.version, SecretVersion, count))
-        })
-        .await
+        let request = paged(
+            after,
+            None,
+            first,
+            None,
+            |page: PageRequest<i32>| async move {
+                page.direction()?;
+                Ok(page)
+            },
+        )
+        .await?;
+        // One statement for the versions of every secret on the page (see the loader).
+        let key = VersionsPage {
+            secret_id,
+            first: request.first,
+            after: request.after,
+        };
+        let page = load(ctx, key).await?.ok_or_else(|| {
+            async_graphql::ErrorExtensions::extend(&crate::Error::Internal(
+                "the versions loader skipped a secret".into(),
+            ))
+        })?;
+        let page = Page {
+            items: page.items.clone(),
+            has_previous: page.has_previous,
+            has_next: page.has_next,
+        };
+        let count = TotalCount::versions_of(secret_id);
+        Ok(to_connection(page, |v| v.version, SecretVersion, count))
     }
 }
 
@@ -148,7 +167,7 @@ impl SecretQuery {
     ) -> async_graphql::Result<Option<Secret>> {
         let actor = actor(ctx)?;
         let name = parse_name(&name)?;
-        let found = service::find(&app(ctx)?.db, actor.org_id(), &name)
+        let found = service::find(app(ctx)?.db.read(), actor.org_id(), &name)
             .await
             .extend()?;
         Ok(found.map(Secret::from))
@@ -169,7 +188,7 @@ impl SecretQuery {
         filter: Option<SecretFilter>,
     ) -> async_graphql::Result<Connection<OpaqueCursor<String>, Secret, TotalCount>> {
         let org_id = actor(ctx)?.org_id();
-        let db = &app(ctx)?.db;
+        let db = app(ctx)?.db.read();
         let filter = ListFilter {
             name_contains: filter.unwrap_or_default().name_contains,
         };
@@ -216,7 +235,9 @@ impl SecretQuery {
         let actor = actor(ctx)?;
         let name = parse_name(&name)?;
         let data = app(ctx)?;
-        let revealed = service::reveal(&data.db, data.keys.as_ref(), &actor, &name, version)
+        let revealed = data
+            .plaintext()
+            .reveal(&actor, &name, version)
             .await
             .extend()?;
         Ok(SecretValueResult {
@@ -265,7 +286,7 @@ impl UpdateSecretPayload {
     /// Deployed resources now pinned to an older version: redeploy them to pick it up.
     /// Computed only when asked for.
     async fn stale_dependents(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Dependent>> {
-        let stale = resource_service::stale_dependents(&app(ctx)?.db, &self.secret.row)
+        let stale = dependents::stale_dependents(app(ctx)?.db.read(), &self.secret.row)
             .await
             .extend()?;
         Ok(dependents(stale))

@@ -32,7 +32,7 @@ use tracing::{Level, Span, field::Empty};
 pub use self::{limits::TokenRateLimiter, probes::KeyCheck};
 use crate::{
     config::Limits,
-    domain::{audit, identity},
+    domain::audit,
     graphql::{AppData, AppSchema, Auth, Denials, RequestCtx, error_response, request_loaders},
     metrics::Metrics,
 };
@@ -192,7 +192,7 @@ async fn authenticate(data: &AppData, headers: &HeaderMap) -> Result<Caller, Res
     let Some(token) = token else {
         return Ok(anonymous(Auth::Invalid));
     };
-    match identity::authenticate(&data.db, token).await {
+    match data.tokens.authenticate(data.db.read(), token).await {
         Ok(Some(found)) => {
             let principal = found.principal;
             Span::current().record("principal", tracing::field::display(principal.id));
@@ -270,7 +270,9 @@ async fn record_denials(state: &AppState, ctx: &RequestCtx, denials: &Denials) {
         return;
     }
     let request_id = ctx.request_id.as_deref();
-    if let Err(e) = audit::record_denials(&state.data.db, principal, request_id, &refused).await {
+    if let Err(e) =
+        audit::record_denials(state.data.db.write(), principal, request_id, &refused).await
+    {
         // The refusal stands either way; a lost audit row must be visible to operators.
         tracing::error!(error = %e, "could not record denied attempts");
     }

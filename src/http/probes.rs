@@ -43,7 +43,7 @@ impl KeyCheck {
 }
 
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let database = state.data.db.ping().await;
+    let database = state.data.db.read().ping().await;
     if let Err(e) = &database {
         tracing::warn!(error = %e, "readiness: database unreachable");
     }

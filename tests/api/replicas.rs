@@ -12,6 +12,9 @@ use crate::helpers::{
 };
 
 const REPLICAS: usize = 3;
+/// How long a replica may keep accepting a revoked token: the auth cache's TTL (the
+/// server's default and maximum, `STRONGROOM_AUTH_CACHE_MILLIS=1000`).
+const AUTH_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 const REVOKE_API_TOKEN: &str = "mutation($input: RevokeApiTokenInput!) {
     revokeApiToken(input: $input) { apiToken { id revokedAt } } }";
 
@@ -191,12 +194,19 @@ async fn a_revoked_token_is_refused_by_every_replica() {
         assert_eq!(data(&viewer)["viewer"]["principal"]["id"], account.id);
     }
 
-    // Revoked through the last replica; the very next request to any server is refused.
+    // Every server has the token in its cache now. Revoked through the last replica: that
+    // one refuses it at once; every other one within the cache's TTL (one second), counted
+    // from the revocation's answer, since each cached it before the revocation was sent.
     let revoke = json!({ "input": { "id": created["apiToken"]["id"] } });
     let revoked = servers[REPLICAS - 1]
         .gql(Some(&app.admin_token), REVOKE_API_TOKEN, revoke)
         .await;
     assert!(data(&revoked)["revokeApiToken"]["apiToken"]["revokedAt"].is_string());
+    let at_once = servers[REPLICAS - 1]
+        .gql(Some(&token), VIEWER, json!({}))
+        .await;
+    assert_code(&at_once, "UNAUTHENTICATED");
+    tokio::time::sleep(AUTH_CACHE_TTL).await;
     for (i, server) in servers.iter().enumerate() {
         let refused = server.gql(Some(&token), VIEWER, json!({})).await;
         assert_code(&refused, "UNAUTHENTICATED");
