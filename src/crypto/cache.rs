@@ -1,13 +1,17 @@
 //! A cache of unwrapped data keys in front of a [`KeyProvider`], so reading a value does
-//! not cost one KMS call each time. Entries are bounded by age, by uses and in number;
-//! an evicted key is zeroized (its [`DataKey`] zeroizes on drop).
+//! not cost one KMS call each time. Entries are bounded by age, by uses and in number
+//! (`moka`, least recently used out first); an evicted key is zeroized when its last user
+//! drops it ([`DataKey`] zeroizes on drop).
 use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
-    time::{Duration, Instant},
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
 };
 
 use async_trait::async_trait;
+use moka::{future::Cache, policy::EvictionPolicy};
 
 use super::{DataKey, EncryptionContext, GeneratedKey, KeyError, KeyProvider, WrappedKey};
 
@@ -42,67 +46,51 @@ impl CacheKey {
     }
 }
 
+/// A cached key and the reads it has served.
 struct Entry {
     key: DataKey,
-    created: Instant,
-    uses: u32,
+    uses: AtomicU32,
 }
 
 /// Serves repeated unwraps of the same wrapped key from memory.
 pub struct CachingKeyProvider {
     inner: Arc<dyn KeyProvider>,
     limits: CacheLimits,
-    entries: Mutex<HashMap<CacheKey, Entry>>,
+    entries: Option<Cache<CacheKey, Arc<Entry>>>,
 }
 
 impl CachingKeyProvider {
     pub fn new(inner: Arc<dyn KeyProvider>, limits: CacheLimits) -> Self {
+        let entries = limits.enabled().then(|| {
+            Cache::builder()
+                .max_capacity(u64::try_from(limits.max_entries).unwrap_or(u64::MAX))
+                .time_to_live(limits.max_age)
+                .eviction_policy(EvictionPolicy::lru())
+                .build()
+        });
         Self {
             inner,
             limits,
-            entries: Mutex::new(HashMap::new()),
+            entries,
         }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<CacheKey, Entry>> {
-        // The map holds no invariant a panic could break half-way.
-        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Counts a use of `entry`; `None` once its uses have run out.
+    fn use_of(&self, entry: &Entry) -> Option<DataKey> {
+        let used = entry.uses.fetch_add(1, Ordering::Relaxed);
+        (used < self.limits.max_uses).then(|| entry.key.clone())
     }
 
-    /// A cached key, if one is fresh and has uses left; counts the use.
-    fn take(&self, key: &CacheKey) -> Option<DataKey> {
-        let mut entries = self.entries();
-        let entry = entries.get_mut(key)?;
-        if entry.created.elapsed() >= self.limits.max_age || entry.uses >= self.limits.max_uses {
-            entries.remove(key);
-            return None;
+    /// Applies pending evictions now (moka applies them lazily), so a test sees the bounds.
+    #[cfg(test)]
+    async fn settle(&self) -> u64 {
+        match &self.entries {
+            Some(entries) => {
+                entries.run_pending_tasks().await;
+                entries.entry_count()
+            }
+            None => 0,
         }
-        entry.uses += 1;
-        Some(entry.key.clone())
-    }
-
-    fn put(&self, key: CacheKey, data_key: DataKey, uses: u32) {
-        let mut entries = self.entries();
-        let max_age = self.limits.max_age;
-        entries.retain(|_, e| e.created.elapsed() < max_age);
-        while entries.len() >= self.limits.max_entries {
-            let oldest = entries
-                .iter()
-                .min_by_key(|(_, e)| e.created)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => entries.remove(&k),
-                None => break,
-            };
-        }
-        entries.insert(
-            key,
-            Entry {
-                key: data_key,
-                created: Instant::now(),
-                uses,
-            },
-        );
     }
 }
 
@@ -127,9 +115,14 @@ impl KeyProvider for CachingKeyProvider {
         // Never reuse a data key for encryption: every version gets a fresh one. Prime the
         // cache with it, so the first read of a new version costs no unwrap.
         let generated = self.inner.generate_data_key(context).await?;
-        if self.limits.enabled() {
-            let key = CacheKey::new(&generated.wrapped, context);
-            self.put(key, generated.plaintext.clone(), 0);
+        if let Some(entries) = &self.entries {
+            let entry = Entry {
+                key: generated.plaintext.clone(),
+                uses: AtomicU32::new(0),
+            };
+            entries
+                .insert(CacheKey::new(&generated.wrapped, context), Arc::new(entry))
+                .await;
         }
         Ok(generated)
     }
@@ -147,15 +140,31 @@ impl KeyProvider for CachingKeyProvider {
         wrapped: &WrappedKey,
         context: &EncryptionContext,
     ) -> Result<DataKey, KeyError> {
-        if !self.limits.enabled() {
+        let Some(entries) = &self.entries else {
             return self.inner.decrypt_data_key(wrapped, context).await;
-        }
+        };
         let cache_key = CacheKey::new(wrapped, context);
-        if let Some(key) = self.take(&cache_key) {
+        // Concurrent misses for one key share one unwrap.
+        let entry = entries
+            .try_get_with_by_ref(&cache_key, async {
+                let key = self.inner.decrypt_data_key(wrapped, context).await?;
+                let uses = AtomicU32::new(0);
+                Ok::<_, KeyError>(Arc::new(Entry { key, uses }))
+            })
+            .await
+            .map_err(|e| (*e).clone())?;
+        if let Some(key) = self.use_of(&entry) {
             return Ok(key);
         }
+        // Used up: unwrap afresh and start counting again.
+        entries.invalidate(&cache_key).await;
         let key = self.inner.decrypt_data_key(wrapped, context).await?;
-        self.put(cache_key, key.clone(), 1);
+        let uses = AtomicU32::new(1);
+        let fresh = Entry {
+            key: key.clone(),
+            uses,
+        };
+        entries.insert(cache_key, Arc::new(fresh)).await;
         Ok(key)
     }
 
@@ -219,6 +228,28 @@ mod tests {
         assert_eq!(calls.get("Decrypt"), 1, "a used-up entry is not served");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_share_one_unwrap() {
+        let (cache, calls) = cache(limits(Duration::from_secs(60), 100, 10));
+        // Generated behind the cache's back: the cache has never seen this key.
+        let generated = cache
+            .inner
+            .generate_data_key(&context(1))
+            .await
+            .expect("generate");
+        let (cache, generated) = (Arc::new(cache), Arc::new(generated));
+        let readers: Vec<_> = (0..20)
+            .map(|_| {
+                let (cache, generated) = (cache.clone(), generated.clone());
+                tokio::spawn(async move { read(&cache, &generated, 1).await })
+            })
+            .collect();
+        for reader in readers {
+            reader.await.expect("reader");
+        }
+        assert_eq!(calls.get("Decrypt"), 1, "one unwrap for twenty readers");
+    }
+
     #[tokio::test]
     async fn an_expired_key_is_never_served() {
         let (cache, calls) = cache(limits(Duration::from_millis(50), 100, 10));
@@ -232,7 +263,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_oldest_entry_makes_room() {
+    async fn the_least_recently_used_entry_makes_room() {
         let (cache, calls) = cache(limits(Duration::from_secs(60), 100, 2));
         let first = cache
             .generate_data_key(&context(1))
@@ -246,11 +277,13 @@ mod tests {
             .generate_data_key(&context(3))
             .await
             .expect("generate");
+        assert_eq!(cache.settle().await, 2, "held at most max_entries");
         read(&cache, &second, 2).await;
         read(&cache, &third, 3).await;
         assert_eq!(calls.get("Decrypt"), 0);
         read(&cache, &first, 1).await;
         assert_eq!(calls.get("Decrypt"), 1, "the first entry was evicted");
+        assert_eq!(cache.settle().await, 2, "still at most max_entries");
     }
 
     #[tokio::test]

@@ -109,7 +109,7 @@ pub struct GeneratedKey {
     pub wrapped: WrappedKey,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum KeyError {
     /// The provider could not be reached or did not answer in time; retrying may work.
     #[error("key provider unavailable: {0}")]

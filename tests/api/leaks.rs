@@ -1,13 +1,16 @@
 //! Values and tokens stay out of the database's plaintext and the logs; a ciphertext or
-//! wrapped key moved to another row does not decrypt.
+//! wrapped key moved to another row does not decrypt; a value leaves only once its read is
+//! recorded in the audit log.
 use base64::{Engine, engine::general_purpose::STANDARD as BASE64};
 use serde_json::json;
 
 use crate::helpers::{
-    CREATE_API_TOKEN, SECRET_VALUE, Store, TestApp, assert_code, both_stores, data,
+    CREATE_API_TOKEN, DEPLOY_RESOURCE, SECRET_VALUE, Store, TestApp, UPSERT_RESOURCE, assert_code,
+    both_stores, data, id, resource_input,
 };
 
 both_stores!(
+    reads_fail_closed_when_the_audit_log_refuses,
     values_and_tokens_do_not_leak,
     moved_ciphertext_fails_integrity,
     moved_wrapped_key_fails_integrity,
@@ -141,4 +144,79 @@ async fn moved_ciphertext_fails_integrity(store: Store) {
 
 async fn moved_wrapped_key_fails_integrity(store: Store) {
     assert_move_detected(store, &["wrapped_key"]).await;
+}
+
+/// Makes the database refuse the audit rows of plaintext reads (and nothing else), as a
+/// full disk or a broken replica would.
+async fn refuse_read_audits(app: &TestApp, store: Store) {
+    let statements: &[&str] = match store {
+        Store::Sqlite => &[
+            "CREATE TRIGGER refuse_read_audits BEFORE INSERT ON audit_events \
+             WHEN NEW.action IN ('secret.reveal', 'resource.fetch_secrets') \
+             BEGIN SELECT RAISE(ABORT, 'audit refused'); END",
+        ],
+        Store::Postgres => &[
+            "CREATE FUNCTION refuse_read_audits() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.action IN ('secret.reveal', 'resource.fetch_secrets') THEN \
+             RAISE EXCEPTION 'audit refused'; END IF; RETURN NEW; END $$",
+            "CREATE TRIGGER refuse_read_audits BEFORE INSERT ON audit_events \
+             FOR EACH ROW EXECUTE FUNCTION refuse_read_audits()",
+        ],
+    };
+    for statement in statements {
+        app.sql(statement).await;
+    }
+}
+
+/// A value is returned only after the audit row of its read is committed: when that row
+/// cannot be written, `secretValue` and `resourceSecrets` answer an error and no value —
+/// while reveals racing each other (one group commit) — and serve again once it can.
+async fn reads_fail_closed_when_the_audit_log_refuses(store: Store) {
+    const VALUE: &str = "fail-closed-4b1d7e";
+    let app = TestApp::spawn(store).await;
+    app.create_secret("AUDITED", VALUE).await;
+    let input = resource_input("PIPELINE", "audited-etl", &[("AUDITED", "db.password")]);
+    let upserted = app.admin(UPSERT_RESOURCE, json!({ "input": input })).await;
+    let resource_id = id(&data(&upserted)["upsertResource"]["resource"]);
+    let deployed = app
+        .admin(DEPLOY_RESOURCE, json!({ "id": resource_id }))
+        .await;
+    data(&deployed);
+    let fetch = "query($id: ID!) { resourceSecrets(resourceId: $id) { name value } }";
+    let reveal = json!({ "name": "AUDITED" });
+    let recorded_reads = "SELECT COUNT(*) FROM audit_events \
+         WHERE action IN ('secret.reveal', 'resource.fetch_secrets')";
+
+    refuse_read_audits(&app, store).await;
+    let reveals = (0..8)
+        .map(|_| (app.admin_token.clone(), SECRET_VALUE, reveal.clone()))
+        .collect();
+    let mut answers = app.gql_all(reveals).await;
+    answers.push(
+        app.gql(Some(&app.admin_token), fetch, json!({ "id": resource_id }))
+            .await,
+    );
+    for answer in &answers {
+        assert_code(answer, "INTERNAL_SERVER_ERROR");
+        let text = answer.to_string();
+        assert!(!text.contains(VALUE), "a value left unaudited: {text}");
+        assert!(
+            !text.contains("audit refused"),
+            "an internal cause leaked: {text}"
+        );
+    }
+    assert_eq!(app.sql_query_one_i64(recorded_reads).await, 0);
+
+    app.sql(match store {
+        Store::Sqlite => "DROP TRIGGER refuse_read_audits",
+        Store::Postgres => "DROP TRIGGER refuse_read_audits ON audit_events",
+    })
+    .await;
+    let revealed = app.gql(Some(&app.admin_token), SECRET_VALUE, reveal).await;
+    assert_eq!(data(&revealed)["secretValue"]["value"], VALUE);
+    let fetched = app
+        .gql(Some(&app.admin_token), fetch, json!({ "id": resource_id }))
+        .await;
+    assert_eq!(data(&fetched)["resourceSecrets"][0]["value"], VALUE);
+    assert_eq!(app.sql_query_one_i64(recorded_reads).await, 2);
 }
