@@ -3,7 +3,6 @@
 //! what a delete breaks, who may see what, and that a page of secrets with their
 //! dependents costs a constant number of SQL statements.
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
@@ -61,10 +60,6 @@ const ALLOWED_EVENTS: &str = "query($action: String!) {
         nodes { action outcome targetName detail } } }";
 const SECRETS_WITH_DEPENDENTS: &str = "query($first: Int) {
     secrets(first: $first) { nodes { name dependents { resource { name } state } } } }";
-
-/// The server's default cap on the operations of one batched POST.
-const MAX_BATCH: usize = 10;
-const STATEMENTS_METRIC: &str = "strongroom_db_statements_total";
 
 async fn upsert(app: &TestApp, token: &str, input: Value) -> Value {
     app.gql(Some(token), UPSERT_RESOURCE, json!({ "input": input }))
@@ -552,48 +547,6 @@ async fn upsert_replaces_by_kind_and_name(store: Store) {
     assert_code(&deploy(&app, &member, &pipeline_id).await, "NOT_FOUND");
 }
 
-/// Runs `(query, variables)` operations as the admin in batched POSTs and returns each
-/// operation's `data`, in order, asserting that none failed.
-async fn admin_batches(app: &TestApp, operations: Vec<(&str, Value)>) -> Vec<Value> {
-    let operations: Vec<Value> = operations
-        .into_iter()
-        .map(|(query, variables)| json!({ "query": query, "variables": variables }))
-        .collect();
-    let mut results = Vec::with_capacity(operations.len());
-    for batch in operations.chunks(MAX_BATCH) {
-        let body = Value::Array(batch.to_vec());
-        let (status, responses) = app.post_raw(Some(&app.admin_token), body).await;
-        assert_eq!(status, StatusCode::OK, "{responses:#}");
-        let responses = responses.as_array().expect("a batch of responses");
-        assert_eq!(responses.len(), batch.len());
-        results.extend(responses.iter().map(|response| data(response).clone()));
-    }
-    results
-}
-
-/// `strongroom_db_statements_total` from `/metrics`.
-async fn statements(app: &TestApp) -> u64 {
-    let (status, text) = app.get_raw("/metrics", None).await;
-    assert_eq!(status, StatusCode::OK, "GET /metrics: {text}");
-    let samples: Vec<u64> = text
-        .lines()
-        .filter_map(|line| {
-            let (name, value) = line.rsplit_once(' ')?;
-            let name = name.split('{').next()?;
-            (name == STATEMENTS_METRIC).then(|| {
-                value
-                    .parse::<f64>()
-                    .unwrap_or_else(|e| panic!("{line:?} in /metrics: {e}")) as u64
-            })
-        })
-        .collect();
-    assert!(
-        !samples.is_empty(),
-        "no {STATEMENTS_METRIC} in /metrics:\n{text}"
-    );
-    samples.iter().sum()
-}
-
 fn pipeline_for(secret_name: &str) -> String {
     format!("pipeline_{}", secret_name.to_lowercase())
 }
@@ -612,7 +565,7 @@ async fn no_n_plus_one(store: Store) {
             (CREATE_SECRET, json!({ "input": input }))
         })
         .collect();
-    admin_batches(&app, creates).await;
+    app.admin_batches(creates).await;
     let upserts = names
         .iter()
         .map(|name| {
@@ -620,7 +573,7 @@ async fn no_n_plus_one(store: Store) {
             (UPSERT_RESOURCE, json!({ "input": input }))
         })
         .collect();
-    let upserted = admin_batches(&app, upserts).await;
+    let upserted = app.admin_batches(upserts).await;
     let deploys = upserted
         .iter()
         .map(|upserted| {
@@ -628,7 +581,7 @@ async fn no_n_plus_one(store: Store) {
             (DEPLOY_RESOURCE, json!({ "id": resource_id }))
         })
         .collect();
-    admin_batches(&app, deploys).await;
+    app.admin_batches(deploys).await;
 
     let page = async |first: usize| {
         let response = app
@@ -649,9 +602,9 @@ async fn no_n_plus_one(store: Store) {
     let mut deltas = Vec::new();
     for first in [1, 10, 100] {
         // Nothing else talks to the server between the two reads.
-        let before = statements(&app).await;
+        let before = app.db_statements().await;
         page(first).await;
-        let after = statements(&app).await;
+        let after = app.db_statements().await;
         deltas.push((first, after - before));
     }
     println!(

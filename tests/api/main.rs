@@ -15,3 +15,4 @@ mod races;
 mod replicas;
 mod secrets;
 mod shape;
+mod statements;

@@ -39,6 +39,10 @@ pub fn data(response: &Value) -> &Value {
     &response["data"]
 }
 
+/// The server's default cap on the operations of one batched POST (`STRONGROOM_MAX_BATCH`).
+pub const MAX_BATCH: usize = 10;
+const DB_STATEMENTS_METRIC: &str = "strongroom_db_statements_total";
+
 /// A cheap, cloneable HTTP client for one server: what concurrent tasks take with them.
 #[derive(Clone)]
 pub struct Api {
@@ -79,6 +83,27 @@ impl Api {
         let text = response.text().await.expect("read response body");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, body)
+    }
+
+    /// Runs `(query, variables)` operations as `token` in batched POSTs of at most
+    /// [`MAX_BATCH`] and returns each operation's `data`, in order, asserting that none
+    /// failed. The server runs the operations of one POST concurrently: none may depend on
+    /// another of the same POST.
+    pub async fn batches(&self, token: &str, operations: Vec<(&str, Value)>) -> Vec<Value> {
+        let operations: Vec<Value> = operations
+            .into_iter()
+            .map(|(query, variables)| json!({ "query": query, "variables": variables }))
+            .collect();
+        let mut results = Vec::with_capacity(operations.len());
+        for batch in operations.chunks(MAX_BATCH) {
+            let body = Value::Array(batch.to_vec());
+            let (status, responses) = self.post_raw(Some(token), body).await;
+            assert_eq!(status, StatusCode::OK, "{responses:#}");
+            let responses = responses.as_array().expect("a batch of responses");
+            assert_eq!(responses.len(), batch.len());
+            results.extend(responses.iter().map(|response| data(response).clone()));
+        }
+        results
     }
 
     /// POSTs any JSON body to `/graphql`; returns the status, the headers and the body text.
@@ -158,6 +183,33 @@ impl Api {
                     as u64
             })
             .sum()
+    }
+}
+
+impl Api {
+    /// `strongroom_db_statements_total` from `/metrics`: the SQL statements this server
+    /// has run so far. Reading it runs none.
+    pub async fn db_statements(&self) -> u64 {
+        let (status, text) = self.get_raw("/metrics", None).await;
+        assert_eq!(status, StatusCode::OK, "GET /metrics: {text}");
+        let samples: Vec<u64> = text
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.rsplit_once(' ')?;
+                let name = name.split('{').next()?;
+                (name == DB_STATEMENTS_METRIC).then(|| {
+                    value
+                        .parse::<f64>()
+                        .unwrap_or_else(|e| panic!("{line:?} in /metrics: {e}"))
+                        as u64
+                })
+            })
+            .collect();
+        assert!(
+            !samples.is_empty(),
+            "no {DB_STATEMENTS_METRIC} in /metrics:\n{text}"
+        );
+        samples.iter().sum()
     }
 }
 

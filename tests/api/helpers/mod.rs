@@ -238,6 +238,12 @@ impl TestApp {
         self.gql(Some(&self.admin_token), query, variables).await
     }
 
+    /// Runs `(query, variables)` operations as the `acme` admin in batched POSTs and
+    /// returns each operation's `data`, in order, asserting that none failed.
+    pub async fn admin_batches(&self, operations: Vec<(&str, Value)>) -> Vec<Value> {
+        self.batches(&self.admin_token, operations).await
+    }
+
     /// Creates a secret as the `acme` admin and returns it (`id name description
     /// currentVersion`).
     pub async fn create_secret(&self, name: &str, value: &str) -> Value {
