@@ -10,6 +10,10 @@ use strongroom::{
     graphql, telemetry,
 };
 
+/// See `Cargo.toml`: per-thread heaps instead of glibc's contended arenas.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

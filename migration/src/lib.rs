@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261126_000001_init;
 mod m20261127_000002_dependents;
 mod m20261128_000003_one_current_deployment;
+mod m20261129_000004_name_key_collation;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_init::Migration),
             Box::new(m20261127_000002_dependents::Migration),
             Box::new(m20261128_000003_one_current_deployment::Migration),
+            Box::new(m20261129_000004_name_key_collation::Migration),
         ]
     }
 }
