@@ -27,7 +27,7 @@ const CAPACITY: u64 = 100_000;
 
 /// Looks tokens up, through the cache.
 pub struct Authenticator {
-    cache: Option<Cache<String, Option<Arc<Authenticated>>>>,
+    cache: Option<Cache<[u8; 32], Option<Arc<Authenticated>>>>,
 }
 
 impl Authenticator {
@@ -53,14 +53,16 @@ impl Authenticator {
         if !identity::is_well_formed(token) {
             return Ok(None);
         }
-        let hash = identity::hash_token(token);
+        let digest = identity::token_digest(token);
+        let lookup = async {
+            let stored = hex::encode(digest);
+            Ok::<_, Error>(identity::find_unrevoked(db, &stored).await?.map(Arc::new))
+        };
         let found = match &self.cache {
-            None => identity::find_unrevoked(db, &hash).await?.map(Arc::new),
+            None => lookup.await?,
             // Concurrent misses for one token share one lookup.
             Some(cache) => cache
-                .try_get_with(hash.clone(), async {
-                    Ok::<_, Error>(identity::find_unrevoked(db, &hash).await?.map(Arc::new))
-                })
+                .try_get_with(digest, lookup)
                 .await
                 .map_err(|e| Error::Internal(format!("token lookup failed: {e}")))?,
         };

@@ -40,15 +40,14 @@ impl fmt::Debug for IssuedToken {
     }
 }
 
-/// The stored form of a token.
+/// The stored form of a token: its SHA-256, in hex.
 pub fn hash_token(token: &str) -> String {
-    use std::fmt::Write;
-    let mut hex = String::with_capacity(64);
-    for byte in Sha256::digest(token.as_bytes()) {
-        // Writing to a String cannot fail.
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    hex::encode(token_digest(token))
+}
+
+/// A token's SHA-256 (what caches key it by; never the token itself).
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
 }
 
 fn mint() -> Result<SecretString> {
