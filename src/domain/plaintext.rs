@@ -42,7 +42,7 @@ pub struct Revealed {
 }
 
 /// Decrypts one stored version of `secret`. Any mismatch is an integrity error.
-pub async fn decrypt_version(
+async fn decrypt_version(
     keys: &dyn KeyProvider,
     secret: &secret::Model,
     row: &secret_version::Model,
