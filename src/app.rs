@@ -238,6 +238,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         metrics,
         rate_limiter: TokenRateLimiter::new(args.limits.rate_limit),
         key_check: KeyCheck::default(),
+        cors_origins: args.cors_origins.clone(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -239,6 +239,10 @@ pub struct ServeArgs {
     /// expired token is refused by every replica within this time.
     #[arg(long, env = "STRONGROOM_AUTH_CACHE_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub auth_cache_millis: u64,
+    /// Origins whose browser pages may call the API (CORS), comma-separated, each exactly
+    /// `scheme://host[:port]` as browsers send it. Empty (the default): CORS is off.
+    #[arg(long, env = "STRONGROOM_CORS_ORIGINS", value_delimiter = ',', value_parser = CorsOrigin::parse)]
+    pub cors_origins: Vec<CorsOrigin>,
     #[command(flatten)]
     pub limits: Limits,
 }
@@ -325,6 +329,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn cors_origins_are_exact_browser_origins() {
+        for good in [
+            "https://app.example.com",
+            "http://localhost:3000",
+            "http://[::1]:8080",
+        ] {
+            assert_eq!(CorsOrigin::parse(good).map(|o| o.0), Ok(good.to_owned()));
+        }
+        for bad in [
+            "*",
+            "app.example.com",
+            "https://app.example.com/",
+            "https://App.example.com",
+            "https://*.example.com",
+            "ftp://files.example.com",
+            "https://app.example.com?x=1",
+            "https://",
+        ] {
+            assert!(CorsOrigin::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
     fn rate_limits_parse() {
         let per = |rate: u32, burst: u32| RateLimit::PerSecond {
             rate: NonZeroU32::new(rate).expect("non-zero"),
@@ -358,4 +385,35 @@ pub struct BootstrapArgs {
     /// Name of the admin user (created if it does not exist; must be an admin if it does).
     #[arg(long, default_value = "admin")]
     pub name: String,
+}
+
+/// One origin of the CORS allowlist, in the form browsers send in `Origin`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorsOrigin(String);
+
+impl CorsOrigin {
+    fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let refuse = |why: &str| {
+            Err(format!(
+                "{text:?} is not a CORS origin ({why}); write it as a browser sends it, \
+                 e.g. https://app.example.com or http://localhost:3000"
+            ))
+        };
+        let Some((scheme, authority)) = text.split_once("://") else {
+            return refuse("no scheme");
+        };
+        if scheme != "https" && scheme != "http" {
+            return refuse("the scheme is http or https");
+        }
+        let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:[]".contains(&b);
+        if authority.is_empty() || !authority.bytes().all(plain) {
+            return refuse("a lowercase host and an optional port, with no path, `*` or query");
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }

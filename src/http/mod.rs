@@ -1,5 +1,6 @@
 //! The HTTP surface (axum): `POST /graphql`, `GET /graphql` (queries only), the GraphiQL
 //! playground at `/`, `/healthz`, `/readyz` and `/metrics`.
+mod cors;
 mod limits;
 mod probes;
 
@@ -31,7 +32,7 @@ use tracing::{Level, Span, field::Empty};
 
 pub use self::{limits::TokenRateLimiter, probes::KeyCheck};
 use crate::{
-    config::Limits,
+    config::{CorsOrigin, Limits},
     domain::audit,
     graphql::{AppData, AppSchema, Auth, Denials, RequestCtx, error_response, request_loaders},
     metrics::Metrics,
@@ -46,6 +47,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub rate_limiter: Arc<TokenRateLimiter>,
     pub key_check: KeyCheck,
+    /// Browser origins allowed to call the API (empty: CORS off).
+    pub cors_origins: Vec<CorsOrigin>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -68,7 +71,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(in_flight))
                 .timeout(timeout),
         );
-    Router::new()
+    let cors = cors::layer(&state.cors_origins);
+    let router = Router::new()
         .route("/", get(graphiql))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(probes::readyz))
@@ -87,7 +91,12 @@ pub fn router(state: Arc<AppState>) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .layer(RequestBodyLimitLayer::new(max_body)),
-        )
+        );
+    // Outermost: a preflight is answered before routing (no route takes OPTIONS).
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// One span per request: its id, method and path now; the operation name and the
