@@ -574,14 +574,7 @@ async fn no_n_plus_one(store: Store) {
         })
         .collect();
     let upserted = app.admin_batches(upserts).await;
-    let deploys = upserted
-        .iter()
-        .map(|upserted| {
-            let resource_id = id(&upserted["upsertResource"]["resource"]);
-            (DEPLOY_RESOURCE, json!({ "id": resource_id }))
-        })
-        .collect();
-    app.admin_batches(deploys).await;
+    app.deploy_upserted(&upserted).await;
 
     let page = async |first: usize| {
         let response = app

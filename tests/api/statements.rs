@@ -766,14 +766,7 @@ async fn a_page_of_50_secrets_with_dependents(store: Store) {
         })
         .collect();
     let upserted = app.admin_batches(upserts).await;
-    let deploys = upserted
-        .iter()
-        .map(|upserted| {
-            let resource_id = id(&upserted["upsertResource"]["resource"]);
-            (DEPLOY_RESOURCE, json!({ "id": resource_id }))
-        })
-        .collect();
-    app.admin_batches(deploys).await;
+    app.deploy_upserted(&upserted).await;
 
     let page = async |n: usize| {
         let before = app.db_statements().await;

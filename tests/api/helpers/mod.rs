@@ -244,6 +244,19 @@ impl TestApp {
         self.batches(&self.admin_token, operations).await
     }
 
+    /// Deploys, as the admin and in batches, every resource that `upserted` (the `data` of
+    /// `upsertResource` operations) returned; returns each deploy's `data`.
+    pub async fn deploy_upserted(&self, upserted: &[Value]) -> Vec<Value> {
+        let deploys = upserted
+            .iter()
+            .map(|upserted| {
+                let resource_id = id(&upserted["upsertResource"]["resource"]);
+                (DEPLOY_RESOURCE, json!({ "id": resource_id }))
+            })
+            .collect();
+        self.admin_batches(deploys).await
+    }
+
     /// Creates a secret as the `acme` admin and returns it (`id name description
     /// currentVersion`).
     pub async fn create_secret(&self, name: &str, value: &str) -> Value {
