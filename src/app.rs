@@ -16,7 +16,7 @@ use crate::{
     },
     db::{self, Db},
     domain::{audit::AuditLog, identity, rotation},
-    graphql::{self, AppData},
+    graphql::{self, AppData, PersistedQueries},
     http::{self, AppState, KeyCheck, TokenRateLimiter},
     metrics::Metrics,
 };
@@ -227,6 +227,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         tokens: Arc::new(Authenticator::new(Duration::from_millis(
             args.auth_cache_millis,
         ))),
+        persisted: PersistedQueries::default(),
         db,
         keys,
         version_retention: args.version_retention,

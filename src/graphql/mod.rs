@@ -10,6 +10,7 @@ mod limits;
 mod loaders;
 mod node;
 mod paging;
+mod persisted;
 mod pipeline;
 mod resources;
 mod secrets;
@@ -32,6 +33,7 @@ use async_graphql::{
 pub use errors::error_response;
 pub use guard::Denials;
 pub use limits::OperationLimits;
+pub use persisted::PersistedQueries;
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
@@ -61,6 +63,8 @@ pub struct AppData {
     /// Where reads of plaintext are recorded (group commit).
     pub audit: AuditLog,
     pub tokens: Arc<Authenticator>,
+    /// Queries kept for clients that send only their hash (APQ).
+    pub persisted: PersistedQueries,
     pub version_retention: u32,
 }
 

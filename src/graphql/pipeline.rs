@@ -1,8 +1,9 @@
 //! The request pipeline around async-graphql's own, as one extension (a fresh instance per
 //! request):
 //!
-//! 1. *prepare*: parse once; refuse an operation over the shape limits, text with control
-//!    characters, or an ambiguous operation name — before any resolver runs;
+//! 1. *prepare*: resolve a persisted query ([`super::persisted`]); parse once; refuse an
+//!    operation over the shape limits, text with control characters, or an ambiguous
+//!    operation name — before any resolver runs;
 //! 2. *validate*: async-graphql's rules, with coded messages that echo no value;
 //! 3. *resolve*: a field error becomes a `null` placeholder (the error is kept);
 //! 4. *execute*: the data is shaped as the spec says ([`super::shape`]);
@@ -74,6 +75,9 @@ impl Extension for PipelineRun {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
+        if let Ok(data) = ctx.data::<super::AppData>() {
+            data.persisted.resolve(&mut request)?;
+        }
         // Kept for shaping the response; async-graphql executes its own (parsed) copy.
         let document = request
             .parsed_query()

@@ -313,6 +313,10 @@ async fn graphql_get(
     request: GraphQLRequest<Unreadable>,
 ) -> Response {
     let mut request = request.into_inner();
+    // A query sent by its hash (APQ) is checked like one sent in full: no mutation over GET.
+    if let Some(query) = state.data.persisted.lookup(&request) {
+        request.query = query.to_string();
+    }
     // Parsed once here; the pipeline reuses it (and reports a parse error itself).
     let wanted = request.operation_name.clone();
     if let Ok(document) = request.parsed_query() {

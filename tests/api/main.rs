@@ -1,10 +1,11 @@
 //! End-to-end tests: the real `strongroom` binary, spawned per test, spoken to over HTTP,
 //! each test once on SQLite and once on PostgreSQL (the replica tests: PostgreSQL only;
-//! the CORS tests, which touch no store: SQLite only).
+//! the CORS and persisted-query tests, which touch no store: SQLite only).
 mod helpers;
 mod moto;
 
 mod abuse;
+mod apq;
 mod auth;
 mod cors;
 mod dependents;
