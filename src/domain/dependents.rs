@@ -136,10 +136,71 @@ pub async fn dependents_of<C: ConnectionTrait>(
     org_id: Uuid,
     name_keys: &[String],
 ) -> Result<HashMap<String, Vec<Dependent>>> {
-    use resource_reference::Column as Ref;
     if name_keys.is_empty() {
         return Ok(HashMap::new());
     }
+    let rows = conn.query_all(&dependents_query(org_id, name_keys)).await?;
+
+    let mut by_name: HashMap<String, Vec<Dependent>> = HashMap::new();
+    // A deployment pins a secret once per field that references it, all at one version:
+    // one row per reference is enough.
+    let mut seen = HashSet::new();
+    for row in rows {
+        let reference: Uuid = row.try_get("", "ref_id")?;
+        if !seen.insert(reference) {
+            continue;
+        }
+        let key: String = row.try_get("", "ref_key")?;
+        let deployment: Option<(String, DateTime<Utc>)> =
+            match row.try_get::<Option<Uuid>>("", "d_id")? {
+                Some(_) => Some((
+                    row.try_get("", "d_state")?,
+                    row.try_get("", "d_deployed_at")?,
+                )),
+                None => None,
+            };
+        let pin = Pinned {
+            secret_id: row.try_get("", "p_secret_id")?,
+            version: row.try_get("", "p_version")?,
+        };
+        let secret = Current {
+            id: row.try_get("", "s_id")?,
+            version: row.try_get("", "s_current_version")?,
+        };
+        let deployment_state = deployment
+            .as_ref()
+            .map(|(state, _)| DeploymentState::parse(state))
+            .transpose()?;
+        let state = dependent_state(secret.known(), deployment_state, pin.known());
+        let (deployed_version, deployed_at) = match (&deployment, pin.version) {
+            (Some((_, at)), Some(version)) => (Some(version), Some(*at)),
+            _ => (None, None),
+        };
+        by_name.entry(key).or_default().push(Dependent {
+            resource: resource::Model::from_query_result(&row, RESOURCE_PREFIX)?,
+            field: row.try_get("", "ref_field")?,
+            state,
+            deployed_version,
+            deployed_at,
+        });
+    }
+    for dependents in by_name.values_mut() {
+        dependents.sort_by(|a, b| {
+            (&a.resource.kind, &a.resource.name, &a.field).cmp(&(
+                &b.resource.kind,
+                &b.resource.name,
+                &b.field,
+            ))
+        });
+    }
+    Ok(by_name)
+}
+
+/// The one statement behind [`dependents_of`]: each reference to one of `name_keys`, with
+/// its resource, the resource's current deployment, that deployment's pin of the secret,
+/// and the secret as it stands.
+fn dependents_query(org_id: Uuid, name_keys: &[String]) -> sea_orm::sea_query::SelectStatement {
+    use resource_reference::Column as Ref;
     let mut query = Query::select();
     query
         .expr_as(Expr::col((resource_reference::Entity, Ref::Id)), "ref_id")
@@ -231,61 +292,7 @@ pub async fn dependents_of<C: ConnectionTrait>(
             Expr::col((resource_reference::Entity, Ref::SecretNameKey))
                 .is_in(name_keys.iter().cloned()),
         );
-    let rows = conn.query_all(&query).await?;
-
-    let mut by_name: HashMap<String, Vec<Dependent>> = HashMap::new();
-    // A deployment pins a secret once per field that references it, all at one version:
-    // one row per reference is enough.
-    let mut seen = HashSet::new();
-    for row in rows {
-        let reference: Uuid = row.try_get("", "ref_id")?;
-        if !seen.insert(reference) {
-            continue;
-        }
-        let key: String = row.try_get("", "ref_key")?;
-        let deployment: Option<(String, DateTime<Utc>)> =
-            match row.try_get::<Option<Uuid>>("", "d_id")? {
-                Some(_) => Some((
-                    row.try_get("", "d_state")?,
-                    row.try_get("", "d_deployed_at")?,
-                )),
-                None => None,
-            };
-        let pin = Pinned {
-            secret_id: row.try_get("", "p_secret_id")?,
-            version: row.try_get("", "p_version")?,
-        };
-        let secret = Current {
-            id: row.try_get("", "s_id")?,
-            version: row.try_get("", "s_current_version")?,
-        };
-        let deployment_state = deployment
-            .as_ref()
-            .map(|(state, _)| DeploymentState::parse(state))
-            .transpose()?;
-        let state = dependent_state(secret.known(), deployment_state, pin.known());
-        let (deployed_version, deployed_at) = match (&deployment, pin.version) {
-            (Some((_, at)), Some(version)) => (Some(version), Some(*at)),
-            _ => (None, None),
-        };
-        by_name.entry(key).or_default().push(Dependent {
-            resource: resource::Model::from_query_result(&row, RESOURCE_PREFIX)?,
-            field: row.try_get("", "ref_field")?,
-            state,
-            deployed_version,
-            deployed_at,
-        });
-    }
-    for dependents in by_name.values_mut() {
-        dependents.sort_by(|a, b| {
-            (&a.resource.kind, &a.resource.name, &a.field).cmp(&(
-                &b.resource.kind,
-                &b.resource.name,
-                &b.field,
-            ))
-        });
-    }
-    Ok(by_name)
+    query
 }
 
 /// Column aliases of the resource's columns in [`dependents_of`].
