@@ -164,19 +164,27 @@ def lua_script(token: str | None, body: str | None = None, dynamic: str | None =
     return "\n".join(lines) + "\n"
 
 
-def secret_value_lua() -> tuple[str, str]:
-    """`secretValue` over the seeded names: each thread starts elsewhere, then steps by 1."""
-    head, tail = json.dumps({"query": SECRET_VALUE, "variables": {"n": "\0"}}).split("\\u0000")
-    script = f"""
+def body_lua(template: dict, expression: str) -> str:
+    """A wrk script whose `request()` sends `template` (JSON holding one "\\0") with a Lua
+    `expression` spliced in for the "\\0": a fresh body per request. `n` counts this
+    thread's requests; `id` is the thread's number."""
+    head, tail = json.dumps(template).split("\\u0000")
+    return f"""
 local head = {lua_string(head)}
 local tail = {lua_string(tail)}
 local n = 0
 function request()
   n = n + 1
-  local i = (id * 97 + n) % {SEED_SECRETS}
-  return wrk.format(nil, nil, nil, head .. string.format("BENCH_SECRET_%03d", i) .. tail)
+  return wrk.format(nil, nil, nil, head .. {expression} .. tail)
 end
 """
+
+
+def secret_value_lua() -> tuple[str, str]:
+    """`secretValue` over the seeded names: each thread starts elsewhere, then steps by 1."""
+    template = {"query": SECRET_VALUE, "variables": {"n": "\0"}}
+    script = body_lua(
+        template, f'string.format("BENCH_SECRET_%03d", (id * 97 + n) % {SEED_SECRETS})')
     check = json.dumps({"query": SECRET_VALUE, "variables": {"n": seed_secret_name(0)}})
     return script, check
 
@@ -184,16 +192,7 @@ end
 def create_secret_lua(tag: str) -> tuple[str, str]:
     """`createSecret` with a name unique per run (`tag`), thread and request."""
     template = {"query": CREATE_SECRET, "variables": {"i": {"name": "\0", "value": "v-load"}}}
-    head, tail = json.dumps(template).split("\\u0000")
-    script = f"""
-local head = {lua_string(head)}
-local tail = {lua_string(tail)}
-local n = 0
-function request()
-  n = n + 1
-  return wrk.format(nil, nil, nil, head .. "LOAD_{tag}_T" .. id .. "_" .. n .. tail)
-end
-"""
+    script = body_lua(template, f'"LOAD_{tag}_T" .. id .. "_" .. n')
     template["variables"]["i"]["name"] = f"LOAD_{tag}_CHECK"
     return script, json.dumps(template)
 
