@@ -1,16 +1,10 @@
 //! moto's KMS emulator, one process per test, spoken to over real HTTP.
 //!
 //! moto is installed on first use into a virtualenv under the target directory
-//! (`target/tmp/moto-venv`), so `cargo test --workspace` works on a fresh machine with
-//! `python3` and PyPI. Concurrent test processes (nextest) serialize the install on a file
-//! lock, and the virtualenv is built in a staging directory and renamed into place, so a
-//! half-finished install is never used.
+//! (`target/tmp/moto-venv`, see [`crate::helpers::moto_python`]), so `cargo test --workspace`
+//! works on a fresh machine with `python3` and PyPI.
 use std::{
-    fs::{self, File},
-    io,
-    path::{Path, PathBuf},
-    process::{Child, Command},
-    sync::OnceLock,
+    process::Child,
     thread,
     time::{Duration, Instant},
 };
@@ -23,10 +17,8 @@ use aws_sdk_kms::{
     primitives::Blob,
 };
 
-use crate::helpers::{Output, clean_command, signal, spawn_logged, wait_for_address};
+use crate::helpers::{Output, clean_command, moto_python, signal, spawn_logged, wait_for_address};
 
-const REQUIREMENT: &str = "moto[server]==5.*";
-const VENV: &str = "moto-venv";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 const REGION: &str = "us-east-1";
 const LOG_LINES_ON_FAILURE: usize = 50;
@@ -42,7 +34,7 @@ pub struct Moto {
 impl Moto {
     /// Starts moto on a free loopback port and waits until it answers.
     pub async fn start() -> Self {
-        let python = tokio::task::spawn_blocking(python)
+        let python = tokio::task::spawn_blocking(moto_python)
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         let mut command = clean_command(python);
@@ -222,95 +214,4 @@ async fn kms_client(endpoint: &str) -> Client {
         .load()
         .await;
     Client::new(&config)
-}
-
-/// The virtualenv's python, with moto installed. Tried once per process: after a failed
-/// install every test fails with the same message instead of installing again.
-fn python() -> PathBuf {
-    static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match PYTHON.get_or_init(install) {
-        Ok(python) => python.clone(),
-        Err(message) => panic!("{message}"),
-    }
-}
-
-/// Installs moto into `<target>/tmp/moto-venv` unless it is there (delete that directory
-/// to reinstall); returns its python.
-fn install() -> Result<PathBuf, String> {
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let venv = root.join(VENV);
-    // Launched as `python -m moto.server`: the console script's shebang names the staging
-    // directory the virtualenv was built in.
-    let python = venv.join("bin").join("python");
-    if python.exists() {
-        return Ok(python);
-    }
-    fs::create_dir_all(root).map_err(io("create", root))?;
-    let lock_path = root.join(format!("{VENV}.lock"));
-    let lock = File::create(&lock_path).map_err(io("create", &lock_path))?;
-    // An advisory lock: released when the file closes, also if its holder dies.
-    lock.lock().map_err(io("lock", &lock_path))?;
-    if python.exists() {
-        return Ok(python); // another process installed it meanwhile
-    }
-    let started = Instant::now();
-    remove_stale_staging(root)?;
-    let staging = root.join(format!("{VENV}.tmp-{}", std::process::id()));
-    let built = run(
-        Command::new("python3").args(["-m", "venv"]).arg(&staging),
-        "python3 -m venv",
-    )
-    .and_then(|()| {
-        run(
-            Command::new(staging.join("bin").join("python"))
-                .args(["-m", "pip", "install", "--disable-pip-version-check"])
-                .arg(REQUIREMENT),
-            &format!("pip install '{REQUIREMENT}'"),
-        )
-    })
-    .and_then(|()| fs::rename(&staging, &venv).map_err(io("publish", &venv)));
-    if built.is_err() {
-        let _ = fs::remove_dir_all(&staging);
-    }
-    built?;
-    eprintln!(
-        "installed {REQUIREMENT} into {} in {:.0?}",
-        venv.display(),
-        started.elapsed()
-    );
-    Ok(python)
-}
-
-/// Describes a failed file operation on `path`.
-fn io<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(io::Error) -> String + 'a {
-    move |e| format!("{what} {}: {e}", path.display())
-}
-
-/// Removes staging directories left by an install that died (only the lock holder builds
-/// one).
-fn remove_stale_staging(root: &Path) -> Result<(), String> {
-    let entries = fs::read_dir(root).map_err(io("list", root))?;
-    let prefix = format!("{VENV}.tmp-");
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = fs::remove_dir_all(entry.path());
-        }
-    }
-    Ok(())
-}
-
-/// Runs an install step; its whole output is the error if it fails.
-fn run(command: &mut Command, what: &str) -> Result<(), String> {
-    let output = command
-        .output()
-        .map_err(|e| format!("{what}: cannot run it: {e}"))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(format!(
-        "{what} failed ({}); moto is needed for the AWS KMS tests.\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    ))
 }

@@ -5,12 +5,14 @@
 //! - [`client`]: the HTTP/GraphQL client and its assertions;
 //! - [`sql`]: direct SQL on an app's database;
 //! - [`documents`]: shared GraphQL documents;
-//! - [`introspection`]: the schema, read by introspection into typed data.
+//! - [`introspection`]: the schema, read by introspection into typed data;
+//! - [`tools`]: moto and the Node tools, installed on first use.
 mod client;
 mod documents;
 mod introspection;
 mod process;
 mod sql;
+mod tools;
 
 use std::{ffi::OsStr, ops::Deref, path::PathBuf, process::Stdio, thread, time::Duration};
 
@@ -22,6 +24,7 @@ pub use documents::*;
 pub use introspection::*;
 pub use process::*;
 pub use sql::*;
+pub use tools::*;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const LOG_LINES_ON_FAILURE: usize = 200;
