@@ -17,7 +17,7 @@ use crate::{
     db::{self, Db},
     domain::{audit::AuditLog, identity, rotation},
     graphql::{self, AppData, PersistedQueries},
-    http::{self, AppState, KeyCheck, TokenRateLimiter},
+    http::{self, AppState, KeyCheck, Sessions, TokenRateLimiter},
     metrics::Metrics,
 };
 
@@ -222,6 +222,10 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         );
         println!("{}", issued.token.expose_secret());
     }
+    if let Some(pool) = postgres_pool(&db) {
+        // Before serving: no change committed from now on escapes a subscriber.
+        db.events().listen(pool).await?;
+    }
     let data = AppData {
         audit: AuditLog::start(db.write().clone()),
         tokens: Arc::new(Authenticator::new(Duration::from_millis(
@@ -232,6 +236,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         keys,
         version_retention: args.version_retention,
     };
+    let (sessions, close_sessions) = Sessions::new();
     let state = Arc::new(AppState {
         schema: graphql::build_schema(data.clone(), &args.limits),
         data,
@@ -240,6 +245,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         rate_limiter: TokenRateLimiter::new(args.limits.rate_limit),
         key_check: KeyCheck::default(),
         cors_origins: args.cors_origins.clone(),
+        sessions: sessions.clone(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -252,12 +258,24 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         key_id = state.data.keys.active_key_id(),
         "listening on http://{address}"
     );
+    let shutdown = async move {
+        shutdown_signal().await;
+        // Upgraded connections are not the server's to wait for: tell them.
+        let _ = close_sessions.send(true);
+    };
     axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| Error::Internal(format!("server error: {e}")))?;
+    sessions.drained(Duration::from_secs(2)).await;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// The PostgreSQL pool behind `db`, if that is the store.
+fn postgres_pool(db: &Db) -> Option<sea_orm::sqlx::PgPool> {
+    (db.backend() == sea_orm::DatabaseBackend::Postgres)
+        .then(|| db.write().get_postgres_connection_pool().clone())
 }
 
 /// Resolves on SIGINT or SIGTERM; in-flight requests then finish before exit.

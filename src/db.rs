@@ -16,7 +16,7 @@ use sea_orm::{
     sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous},
 };
 
-use crate::Result;
+use crate::{Result, events::Events};
 
 /// The server's database: where reads go and where writes go.
 ///
@@ -31,6 +31,8 @@ use crate::Result;
 pub struct Db {
     reader: DatabaseConnection,
     writer: DatabaseConnection,
+    /// Where committed changes are published (see [`Events::commit`]).
+    events: Events,
 }
 
 impl Db {
@@ -42,6 +44,10 @@ impl Db {
     /// For statements that write (inside [`begin_write`], or single statements).
     pub fn write(&self) -> &DatabaseConnection {
         &self.writer
+    }
+
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     pub fn backend(&self) -> DatabaseBackend {
@@ -73,7 +79,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
     } else {
         writer.clone()
     };
-    Ok(Db { reader, writer })
+    let events = Events::new(writer.get_database_backend());
+    Ok(Db {
+        reader,
+        writer,
+        events,
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

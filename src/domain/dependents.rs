@@ -52,7 +52,8 @@ impl DeploymentState {
 }
 
 /// How a dependent stands with respect to a secret.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum DependentState {
     /// The current deployment is pinned to the secret's current version.
     UpToDate,

@@ -13,12 +13,13 @@ use uuid::Uuid;
 use super::{
     Actor, Description, Natural, Page, PageRequest, ReferenceField, ResourceName, SecretName,
     audit::{self, Event, Target},
-    dependents::DeploymentState,
+    dependents::{self, Dependent, DependentState, DeploymentState},
     now, secrets, unique,
 };
 use crate::{
     Error, Result,
     db::{self, Db},
+    events::Notice,
 };
 
 /// At most this many references per resource.
@@ -308,6 +309,19 @@ pub async fn deploy(
         return Err(Error::MissingSecrets(missing));
     }
 
+    // How each of this resource's references stands before the deploy, to announce the
+    // ones it changes.
+    let before: HashMap<(String, String), DependentState> =
+        dependents::dependents_of(&txn, org_id, &keys)
+            .await?
+            .into_iter()
+            .flat_map(|(key, list)| {
+                list.into_iter()
+                    .filter(|d| d.resource.id == row.id)
+                    .map(move |d| ((key.clone(), d.field), d.state))
+            })
+            .collect();
+
     let at = now();
     let deployment = deployment::Model {
         id: Uuid::now_v7(),
@@ -362,6 +376,29 @@ pub async fn deploy(
         }),
     );
     audit::record(&txn, actor, event).await?;
-    txn.commit().await?;
+    let mut notices = Vec::new();
+    for pin in &pins {
+        let previous = before
+            .get(&(pin.secret_name_key.clone(), pin.field.clone()))
+            .copied();
+        if previous == Some(DependentState::UpToDate) {
+            continue;
+        }
+        let now_up_to_date = Dependent {
+            resource: row.clone(),
+            field: pin.field.clone(),
+            state: DependentState::UpToDate,
+            deployed_version: Some(pin.version),
+            deployed_at: Some(at),
+        };
+        notices.push(Notice::dependent(
+            org_id,
+            &pin.secret_name,
+            &now_up_to_date,
+            previous,
+            at,
+        ));
+    }
+    db.events().commit(txn, notices).await?;
     Ok((row, deployment, pins))
 }

@@ -28,6 +28,7 @@ use crate::{
     crypto::{self, EncryptionContext, KeyProvider, Sealed, WrappedKey},
     db::{self, Db},
     error::Blocker,
+    events::{Notice, SecretEventKind},
 };
 
 /// How many times an update without `expectedVersion` tries when other writers keep
@@ -153,7 +154,28 @@ pub async fn create(
     )
     .with_detail(serde_json::json!({ "version": 1 }));
     audit::record(&txn, actor, event).await?;
-    txn.commit().await?;
+    let mut notices = vec![Notice::secret(
+        org_id,
+        (secret.id, &secret.name),
+        SecretEventKind::Created,
+        Some(1),
+        Some(actor.principal.id),
+        at,
+    )];
+    // While no secret had the name, every reference to it was broken.
+    for dependent in dependents::dependents(&txn, org_id, &new.name).await? {
+        if dependent.state != DependentState::Broken {
+            let broken = Some(DependentState::Broken);
+            notices.push(Notice::dependent(
+                org_id,
+                &secret.name,
+                &dependent,
+                broken,
+                at,
+            ));
+        }
+    }
+    db.events().commit(txn, notices).await?;
     Ok(secret)
 }
 
@@ -234,9 +256,32 @@ pub async fn update(
             latest = Some(now_current.current_version);
             continue;
         }
+        let mut notices = vec![Notice::secret(
+            org_id,
+            (current.id, &current.name),
+            SecretEventKind::Updated,
+            Some(next),
+            Some(actor.principal.id),
+            at,
+        )];
         if let Some(sealed) = sealed {
             version_row(actor, &context, sealed).insert(&txn).await?;
             prune_versions(&txn, current.id, next, retention).await?;
+            // Up to date until now: pinned to the version this update replaced.
+            for dependent in dependents::dependents(&txn, org_id, &change.name).await? {
+                if dependent.state == DependentState::Stale
+                    && dependent.deployed_version == Some(current.current_version)
+                {
+                    let previous = Some(DependentState::UpToDate);
+                    notices.push(Notice::dependent(
+                        org_id,
+                        &current.name,
+                        &dependent,
+                        previous,
+                        at,
+                    ));
+                }
+            }
         }
         let event = Event::allowed(
             "secret.update",
@@ -248,7 +293,7 @@ pub async fn update(
             "descriptionChanged": change.description.is_some(),
         }));
         audit::record(&txn, actor, event).await?;
-        txn.commit().await?;
+        db.events().commit(txn, notices).await?;
 
         let description = match change.description {
             Some(d) => d.map(Description::into_inner),
@@ -377,15 +422,38 @@ pub async fn delete(
         "brokenDeployments": broken,
     }));
     audit::record(&txn, actor, event).await?;
-    txn.commit().await?;
     // With the secret gone, every reference to it is broken.
-    let affected = affected
+    let mut notices = vec![Notice::secret(
+        org_id,
+        (secret.id, &secret.name),
+        SecretEventKind::Deleted,
+        Some(secret.current_version),
+        Some(actor.principal.id),
+        at,
+    )];
+    let affected: Vec<Dependent> = affected
         .into_iter()
-        .map(|d| Dependent {
-            state: DependentState::Broken,
-            ..d
+        .map(|d| {
+            if d.state != DependentState::Broken {
+                let broken = Dependent {
+                    state: DependentState::Broken,
+                    ..d.clone()
+                };
+                notices.push(Notice::dependent(
+                    org_id,
+                    &secret.name,
+                    &broken,
+                    Some(d.state),
+                    at,
+                ));
+            }
+            Dependent {
+                state: DependentState::Broken,
+                ..d
+            }
         })
         .collect();
+    db.events().commit(txn, notices).await?;
     Ok(DeleteOutcome {
         deleted: Some(secret),
         affected,

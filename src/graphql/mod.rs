@@ -2,6 +2,7 @@
 //! between GraphQL types and [`crate::domain`] calls; they hold no business rules.
 mod audit;
 mod errors;
+mod events;
 mod guard;
 mod identity;
 mod ids;
@@ -26,16 +27,17 @@ use crate::{
     domain::{Principal, audit::AuditLog, plaintext::Plaintext},
 };
 use async_graphql::{
-    EmptySubscription, MergedObject, Schema, SchemaBuilder,
+    MergedObject, Schema, SchemaBuilder,
     dataloader::{DataLoader, HashMapCache},
 };
 
 pub use errors::error_response;
+pub use events::{EVENTS_MISSED, SubscriptionRoot};
 pub use guard::Denials;
 pub use limits::OperationLimits;
 pub use persisted::PersistedQueries;
 
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
@@ -99,11 +101,11 @@ pub struct RequestCtx {
 }
 
 /// The schema without runtime data: what the SDL export and the server share.
-pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot,
     )
 }
 

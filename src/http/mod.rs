@@ -3,6 +3,7 @@
 mod cors;
 mod limits;
 mod probes;
+mod ws;
 
 use std::{sync::Arc, time::Duration};
 
@@ -30,7 +31,7 @@ use tower_http::{
 };
 use tracing::{Level, Span, field::Empty};
 
-pub use self::{limits::TokenRateLimiter, probes::KeyCheck};
+pub use self::{limits::TokenRateLimiter, probes::KeyCheck, ws::Sessions};
 use crate::{
     config::{CorsOrigin, Limits},
     domain::audit,
@@ -49,6 +50,8 @@ pub struct AppState {
     pub key_check: KeyCheck,
     /// Browser origins allowed to call the API (empty: CORS off).
     pub cors_origins: Vec<CorsOrigin>,
+    /// Subscription connections (`/graphql/ws`).
+    pub sessions: Sessions,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -78,6 +81,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
         .merge(graphql)
+        .route("/graphql/ws", get(ws::graphql_ws))
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -192,13 +196,7 @@ async fn authenticate(data: &AppData, headers: &HeaderMap) -> Result<Caller, Res
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(anonymous(Auth::Anonymous));
     };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let Some(token) = token else {
+    let Some(token) = bearer_token(value) else {
         return Ok(anonymous(Auth::Invalid));
     };
     match data.tokens.authenticate(data.db.read(), token).await {
@@ -223,6 +221,16 @@ async fn authenticate(data: &AppData, headers: &HeaderMap) -> Result<Caller, Res
             ))
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value.
+fn bearer_token(value: &HeaderValue) -> Option<&str> {
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
 }
 
 /// The operation names of a batch for the request span: GraphQL names only (anything

@@ -9,6 +9,7 @@ mod apq;
 mod auth;
 mod cors;
 mod dependents;
+mod events;
 mod guards;
 mod inputs;
 mod kms;

@@ -6,13 +6,15 @@
 //! - [`sql`]: direct SQL on an app's database;
 //! - [`documents`]: shared GraphQL documents;
 //! - [`introspection`]: the schema, read by introspection into typed data;
-//! - [`tools`]: moto and the Node tools, installed on first use.
+//! - [`tools`]: moto and the Node tools, installed on first use;
+//! - [`ws`]: a `graphql-transport-ws` client for subscriptions.
 mod client;
 mod documents;
 mod introspection;
 mod process;
 mod sql;
 mod tools;
+mod ws;
 
 use std::{ffi::OsStr, ops::Deref, path::PathBuf, process::Stdio, thread, time::Duration};
 
@@ -25,6 +27,7 @@ pub use introspection::*;
 pub use process::*;
 pub use sql::*;
 pub use tools::*;
+pub use ws::*;
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const LOG_LINES_ON_FAILURE: usize = 200;
@@ -326,6 +329,13 @@ impl TestApp {
             },
             server,
         }
+    }
+}
+
+impl Replica {
+    /// The replica's server log so far.
+    pub fn logs(&self) -> String {
+        self.server.logs()
     }
 }
 

@@ -1,0 +1,302 @@
+//! Subscriptions (DESIGN §7): `secretEvents` and `dependentEvents`, ADMIN-only like the
+//! queries they mirror, filtered to the subscriber's organization. Events are built from
+//! the [`crate::events`] feed; what a notice does not carry (the resource, the principal)
+//! is loaded when the event is delivered. Never a value.
+use std::{collections::HashSet, sync::Arc};
+
+use async_graphql::futures_util::stream;
+use async_graphql::{
+    Context, Enum, ErrorExtensions, ID, Result, SimpleObject, Subscription, futures_util::Stream,
+};
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast::{Receiver, error::RecvError};
+use uuid::Uuid;
+
+use super::{
+    guard::{RoleGuard, actor, app},
+    identity::{Principal, load_principal},
+    ids,
+    resources::{Dependent, DependentState},
+};
+use crate::{
+    domain::{Role, SecretName, dependents, resources},
+    events::{self, Change, Delivery, Notice},
+};
+
+/// The `extensions.code` of the error that ends a subscription which missed events.
+pub const EVENTS_MISSED: &str = "EVENTS_MISSED";
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "events::SecretEventKind")]
+pub enum SecretEventKind {
+    /// Created, at version 1.
+    Created,
+    /// A new value (`version` is the new version) or a new description.
+    Updated,
+    /// Deleted, with every version.
+    Deleted,
+}
+
+/// Something happened to a secret. Never its value.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct SecretEvent {
+    kind: SecretEventKind,
+    secret_name: String,
+    /// The secret's version after the change (for `DELETED`, the last one).
+    version: Option<i32>,
+    occurred_at: DateTime<Utc>,
+    #[graphql(skip)]
+    principal_id: Option<Uuid>,
+}
+
+#[async_graphql::ComplexObject]
+impl SecretEvent {
+    /// Who made the change.
+    async fn principal(&self, ctx: &Context<'_>) -> Result<Option<Principal>> {
+        load_principal(ctx, self.principal_id).await
+    }
+}
+
+/// A dependent changed state because of a change to a secret or a deploy.
+#[derive(SimpleObject)]
+pub struct DependentEvent {
+    secret_name: String,
+    /// Null when the dependent is new.
+    previous_state: Option<DependentState>,
+    /// The dependent as it stands after the change.
+    dependent: Dependent,
+    occurred_at: DateTime<Utc>,
+}
+
+#[derive(Default)]
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Changes to the organization's secrets, or to those named, in commit order.
+    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    async fn secret_events(
+        &self,
+        ctx: &Context<'_>,
+        names: Option<Vec<String>>,
+    ) -> Result<impl Stream<Item = Result<SecretEvent>> + use<>> {
+        let org_id = actor(ctx)?.org_id();
+        let keys = match names {
+            Some(names) => Some(name_keys(&names)?),
+            None => None,
+        };
+        let feed = app(ctx)?.db.events().subscribe();
+        Ok(deliveries(feed, move |notice| {
+            let keys = keys.clone();
+            async move {
+                let Change::Secret {
+                    kind,
+                    version,
+                    principal_id,
+                    ..
+                } = notice.change
+                else {
+                    return None;
+                };
+                if notice.org_id != org_id || !wanted(keys.as_ref(), &notice.secret_name) {
+                    return None;
+                }
+                Some(Ok(SecretEvent {
+                    kind: kind.into(),
+                    secret_name: notice.secret_name.clone(),
+                    version,
+                    occurred_at: notice.occurred_at,
+                    principal_id,
+                }))
+            }
+        }))
+    }
+
+    /// Dependents whose state changed: of one secret, of one resource, or all of the
+    /// organization's.
+    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    async fn dependent_events(
+        &self,
+        ctx: &Context<'_>,
+        secret_name: Option<String>,
+        resource_id: Option<ID>,
+    ) -> Result<impl Stream<Item = Result<DependentEvent>> + use<>> {
+        let org_id = actor(ctx)?.org_id();
+        let keys = match secret_name {
+            Some(name) => Some(name_keys(&[name])?),
+            None => None,
+        };
+        let resource = match resource_id {
+            Some(id) => Some(ids::decode_as(&id, ids::RESOURCE).map_err(|e| e.extend())?),
+            None => None,
+        };
+        let db = app(ctx)?.db.clone();
+        let feed = db.events().subscribe();
+        Ok(deliveries(feed, move |notice| {
+            let (db, keys) = (db.clone(), keys.clone());
+            async move {
+                let Change::Dependent {
+                    resource_id,
+                    field,
+                    previous,
+                    state,
+                    deployed_version,
+                    deployed_at,
+                } = &notice.change
+                else {
+                    return None;
+                };
+                if notice.org_id != org_id
+                    || !wanted(keys.as_ref(), &notice.secret_name)
+                    || resource.is_some_and(|id| id != *resource_id)
+                {
+                    return None;
+                }
+                let row = match resources::find(db.read(), org_id, *resource_id).await {
+                    Ok(Some(row)) => row,
+                    // Deleted since: nothing left to describe.
+                    Ok(None) => return None,
+                    Err(e) => return Some(Err(e.extend())),
+                };
+                let dependent = dependents::Dependent {
+                    resource: row,
+                    field: field.clone(),
+                    state: *state,
+                    deployed_version: *deployed_version,
+                    deployed_at: *deployed_at,
+                };
+                Some(Ok(DependentEvent {
+                    secret_name: notice.secret_name.clone(),
+                    previous_state: previous.map(Into::into),
+                    dependent: dependent.into(),
+                    occurred_at: notice.occurred_at,
+                }))
+            }
+        }))
+    }
+}
+
+/// Case-folded keys of the names asked for (a bad name is `BAD_USER_INPUT`).
+fn name_keys(names: &[String]) -> Result<HashSet<String>> {
+    names
+        .iter()
+        .map(|name| SecretName::parse(name).map(|n| n.key()))
+        .collect::<crate::Result<_>>()
+        .map_err(|e| e.extend())
+}
+
+fn wanted(keys: Option<&HashSet<String>>, secret_name: &str) -> bool {
+    keys.is_none_or(|keys| SecretName::parse(secret_name).is_ok_and(|n| keys.contains(&n.key())))
+}
+
+/// The events `select` makes of a feed, in order. A subscriber that fell too far behind,
+/// or whose feed was interrupted, gets an `EVENTS_MISSED` error and its subscription ends:
+/// it should re-read what it watches and subscribe again.
+fn deliveries<T, F, Fut>(feed: Receiver<Delivery>, select: F) -> impl Stream<Item = Result<T>>
+where
+    F: Fn(Arc<Notice>) -> Fut,
+    Fut: Future<Output = Option<Result<T>>>,
+{
+    let select = Arc::new(select);
+    stream::unfold(Some(feed), move |feed| {
+        let select = select.clone();
+        async move {
+            let mut feed = feed?;
+            loop {
+                match feed.recv().await {
+                    Ok(Delivery::Notice(notice)) => {
+                        if let Some(event) = select(notice).await {
+                            return Some((event, Some(feed)));
+                        }
+                    }
+                    Ok(Delivery::Gap) => {
+                        return Some((Err(missed("the event feed was interrupted")), None));
+                    }
+                    Err(RecvError::Lagged(count)) => {
+                        let why = format!("this subscriber fell {count} events behind");
+                        return Some((Err(missed(&why)), None));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    })
+}
+
+fn missed(why: &str) -> async_graphql::Error {
+    async_graphql::Error::new(format!(
+        "{why} and missed events; re-read what you watch, then subscribe again"
+    ))
+    .extend_with(|_, ext| ext.set("code", EVENTS_MISSED))
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql::futures_util::StreamExt;
+    use chrono::Utc;
+    use tokio::sync::broadcast;
+
+    use super::*;
+    use crate::events::SecretEventKind;
+
+    fn notice(name: &str) -> Delivery {
+        Delivery::Notice(Arc::new(Notice::secret(
+            Uuid::nil(),
+            (Uuid::nil(), name),
+            SecretEventKind::Updated,
+            Some(2),
+            None,
+            Utc::now(),
+        )))
+    }
+
+    /// The names delivered, then the code of the error that ended the stream, if any.
+    async fn run(feed: Receiver<Delivery>) -> (Vec<String>, Option<String>) {
+        let stream = deliveries(feed, |n| async move { Some(Ok(n.secret_name.clone())) });
+        let items: Vec<Result<String>> = stream.collect().await;
+        let mut names = Vec::new();
+        let mut ended_by = None;
+        for item in items {
+            match item {
+                Ok(name) => names.push(name),
+                Err(e) => {
+                    let code = e.extensions.and_then(|x| x.get("code").cloned());
+                    ended_by = Some(code.map_or_else(String::new, |c| c.to_string()));
+                }
+            }
+        }
+        (names, ended_by)
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_fell_behind_is_told_and_dropped() {
+        let (sender, feed) = broadcast::channel(4);
+        for i in 0..10 {
+            sender.send(notice(&format!("S{i}"))).expect("a subscriber");
+        }
+        drop(sender);
+        let (names, ended_by) = run(feed).await;
+        assert_eq!(names, Vec::<String>::new(), "nothing after the loss");
+        assert_eq!(ended_by.as_deref(), Some("\"EVENTS_MISSED\""));
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_feed_ends_the_subscription_after_what_arrived() {
+        let (sender, feed) = broadcast::channel(16);
+        sender.send(notice("BEFORE")).expect("a subscriber");
+        sender.send(Delivery::Gap).expect("a subscriber");
+        sender.send(notice("AFTER")).expect("a subscriber");
+        let (names, ended_by) = run(feed).await;
+        assert_eq!(names, ["BEFORE"]);
+        assert_eq!(ended_by.as_deref(), Some("\"EVENTS_MISSED\""));
+    }
+
+    #[tokio::test]
+    async fn a_closed_feed_ends_the_subscription_quietly() {
+        let (sender, feed) = broadcast::channel(16);
+        sender.send(notice("ONLY")).expect("a subscriber");
+        drop(sender);
+        assert_eq!(run(feed).await, (vec!["ONLY".to_owned()], None));
+    }
+}
