@@ -72,7 +72,7 @@ pub struct DependentEvent {
 #[derive(Default)]
 pub struct SubscriptionRoot;
 
-#[Subscription]
+#[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Changes to the organization's secrets, or to those named, in commit order.
     #[graphql(guard = "RoleGuard::new(Role::Admin)")]
