@@ -249,8 +249,13 @@ impl Subscriber {
                 Some(Ok(message)) if message["type"] == "ping" => {
                     self.send(json!({ "type": "pong" })).await;
                 }
-                // Another (unfiltered) subscription seeing the probe.
-                Some(Ok(message)) if about_probe(&message["payload"]) => {}
+                // Another (unfiltered) subscription seeing the probe, or one that selects
+                // too little to tell (`{ __typename }`): an event, not a refusal.
+                Some(Ok(message))
+                    if message["type"] == "next"
+                        && message["payload"].get("errors").is_none()
+                        && (about_probe(&message["payload"])
+                            || secret_name_of(&message["payload"]).is_none()) => {}
                 Some(Ok(message)) => panic!("a message arrived before the probe's: {message}"),
                 Some(Err(close)) => panic!("the server closed the connection: {close:?}"),
                 None => {
@@ -296,11 +301,15 @@ impl Subscriber {
 
 /// Whether a `next` payload is an event about a probe secret.
 fn about_probe(payload: &Value) -> bool {
+    secret_name_of(payload).is_some_and(|name| name.starts_with(PROBE_PREFIX))
+}
+
+/// The `secretName` of a `next` payload's event, if it selects one.
+fn secret_name_of(payload: &Value) -> Option<&str> {
     payload["data"]
         .as_object()
         .and_then(|fields| fields.values().next())
         .and_then(|event| event["secretName"].as_str())
-        .is_some_and(|name| name.starts_with(PROBE_PREFIX))
 }
 
 /// The `connection_init` payload that carries a token.
