@@ -2,13 +2,14 @@
 //! playground at `/`, `/healthz`, `/readyz` and `/metrics`.
 mod cors;
 mod limits;
+mod playground;
 mod probes;
 mod ws;
 
 use std::{sync::Arc, time::Duration};
 
 use async_graphql::ParseRequestError;
-use async_graphql::{BatchRequest, http::GraphiQLSource, parser::types::OperationType};
+use async_graphql::{BatchRequest, parser::types::OperationType};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLRequest, GraphQLResponse};
 use axum::{
     Json, Router,
@@ -19,7 +20,7 @@ use axum::{
         header::{AUTHORIZATION, CACHE_CONTROL},
     },
     middleware::{self, Next},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
 };
 use tower::ServiceBuilder;
@@ -76,7 +77,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         );
     let cors = cors::layer(&state.cors_origins);
     let router = Router::new()
-        .route("/", get(graphiql))
+        .merge(playground::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
@@ -137,16 +138,6 @@ async fn drop_unusable_request_id(mut request: Request, next: Next) -> Response 
 
 fn is_plain(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.')
-}
-
-async fn graphiql() -> Html<String> {
-    // GraphiQL's "Headers" tab takes `{"Authorization": "Bearer <token>"}`.
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .title("strongroom")
-            .finish(),
-    )
 }
 
 fn refusal(status: StatusCode, code: &str, message: &str) -> Response {

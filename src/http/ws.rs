@@ -329,12 +329,18 @@ fn close_frame(code: u16, reason: &str) -> Message {
     }))
 }
 
-/// `Authorization` from an init payload (any case), as a header value.
+/// `Authorization` from an init payload (any case), as a header value: at the top level
+/// (`{"Authorization": "Bearer …"}`, what GraphiQL sends from its header editor) or under
+/// `headers` (`{"headers": {"Authorization": …}}`, a common Apollo Client setup).
 fn payload_authorization(payload: &serde_json::Value) -> Option<HeaderValue> {
-    let (_, value) = payload
-        .as_object()?
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))?;
+    let find = |object: &serde_json::Value| {
+        object
+            .as_object()?
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case("authorization"))
+            .map(|(_, value)| value.clone())
+    };
+    let value = find(payload).or_else(|| find(payload.get("headers")?))?;
     // Not a string, or not a valid header value: a bad credential, not a missing one.
     let text = value.as_str().unwrap_or("invalid");
     Some(HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid")))

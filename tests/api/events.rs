@@ -393,6 +393,13 @@ async fn credentials_decide_the_connection(store: Store) {
     app.create_secret("HEADER", "x").await;
     assert_eq!(ws.next_event(&sub).await["kind"], "CREATED");
 
+    // Under `headers`, as some Apollo Client setups send it.
+    let mut ws = Subscriber::connect(&app.api, None).await;
+    let nested = format!("Bearer {}", app.admin_token);
+    ws.send_init(json!({ "headers": { "authorization": nested } }))
+        .await;
+    ws.expect_ack().await;
+
     // A bad token in the payload is not rescued by a good header.
     let mut ws = Subscriber::connect(&app.api, Some(&app.admin_token)).await;
     ws.send_init(bearer("sr_not_a_real_token")).await;

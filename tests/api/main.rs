@@ -7,6 +7,7 @@ mod moto;
 mod abuse;
 mod apq;
 mod auth;
+mod browser;
 mod cors;
 mod dependents;
 mod events;
