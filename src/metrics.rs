@@ -2,7 +2,7 @@
 //! names, ids or values.
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
-    metrics::{counter::Counter, family::Family},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
 
@@ -12,11 +12,19 @@ struct ProviderCall {
     operation: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseCode {
+    code: u16,
+}
+
 /// The server's metrics registry.
 pub struct Metrics {
     registry: Registry,
     key_provider_calls: Family<ProviderCall, Counter>,
     db_statements: Counter,
+    /// Open `/graphql/ws` connections.
+    pub subscription_connections: Gauge,
+    subscription_closes: Family<CloseCode, Counter>,
 }
 
 impl Default for Metrics {
@@ -34,10 +42,25 @@ impl Default for Metrics {
             "SQL statements run against the database",
             db_statements.clone(),
         );
+        let subscription_connections = Gauge::default();
+        registry.register(
+            "strongroom_subscription_connections",
+            "Open subscription (WebSocket) connections",
+            subscription_connections.clone(),
+        );
+        let subscription_closes = Family::<CloseCode, Counter>::default();
+        registry.register(
+            "strongroom_subscription_closes",
+            "Subscription connections the server closed, by close code (4401/4403: \
+             credentials; 4408: no init; 1001: shutdown)",
+            subscription_closes.clone(),
+        );
         Self {
             registry,
             key_provider_calls,
             db_statements,
+            subscription_connections,
+            subscription_closes,
         }
     }
 }
@@ -57,6 +80,13 @@ impl Metrics {
         db.set_metric_callback(move |_| {
             counter.inc();
         });
+    }
+
+    /// The server closed a subscription connection with `code`.
+    pub fn subscription_closed(&self, code: u16) {
+        self.subscription_closes
+            .get_or_create(&CloseCode { code })
+            .inc();
     }
 
     pub fn render(&self) -> Result<String, std::fmt::Error> {

@@ -127,7 +127,10 @@ pub async fn graphql_ws(
         .max_message_size(max_message)
         .max_frame_size(max_message)
         .on_upgrade(move |socket| async move {
+            let metrics = session.state.metrics.clone();
+            metrics.subscription_connections.inc();
             session.run(socket, &mut closing).await;
+            metrics.subscription_connections.dec();
             drop(live);
         })
         .into_response()
@@ -203,7 +206,14 @@ impl Session {
                     None => continue,
                 },
             };
-            let closing = matches!(outgoing, Message::Close(_));
+            let closing = match &outgoing {
+                Message::Close(frame) => {
+                    let code = frame.as_ref().map_or(1005, |f| f.code);
+                    self.state.metrics.subscription_closed(code);
+                    true
+                }
+                _ => false,
+            };
             match timeout(SEND_TIMEOUT, sink.send(outgoing)).await {
                 Ok(Ok(())) if !closing => {}
                 _ => break,

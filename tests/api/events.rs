@@ -492,6 +492,25 @@ async fn a_revoked_token_is_disconnected(store: Store) {
     data(&app.admin(REVOKE_API_TOKEN, input).await);
     let (code, reason) = ws.closed().await;
     assert_eq!(code, 4403, "closed as Forbidden: {reason}");
+
+    // Operators see it: the close is counted, and the connection is gone once the
+    // server's side of it has finished.
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = app.get_raw("/metrics", None).await.1;
+        if metrics.contains("strongroom_subscription_connections 0") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        metrics.contains("strongroom_subscription_closes_total{code=\"4403\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strongroom_subscription_connections 0"),
+        "{metrics}"
+    );
 }
 
 /// A subscriber that never reads holds up neither writers nor other subscribers: a burst
