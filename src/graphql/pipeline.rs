@@ -4,7 +4,8 @@
 //! 1. *prepare*: resolve a persisted query ([`super::persisted`]); parse once; refuse an
 //!    operation over the shape limits, text with control characters, or an ambiguous
 //!    operation name — before any resolver runs;
-//! 2. *validate*: async-graphql's rules, with coded messages that echo no value;
+//! 2. *validate*: async-graphql's rules, with coded messages that echo no value; then the
+//!    one variable rule it leaves to execution (a required variable must be given);
 //! 3. *resolve*: a field error becomes a `null` placeholder (the error is kept);
 //! 4. *execute*: the data is shaped as the spec says ([`super::shape`]);
 //! 5. every error leaves with a code ([`super::errors::finish`]).
@@ -18,7 +19,7 @@ use async_graphql::{
         Extension, ExtensionContext, ExtensionFactory, NextExecute, NextPrepareRequest,
         NextRequest, NextResolve, NextValidation, ResolveInfo,
     },
-    parser::types::{DocumentOperations, ExecutableDocument},
+    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
 };
 
 use super::{
@@ -43,6 +44,7 @@ impl ExtensionFactory for Pipeline {
         Arc::new(PipelineRun {
             limits: self.limits,
             document: Mutex::new(None),
+            missing_variables: Mutex::new(Vec::new()),
             field_errors: Mutex::new(Vec::new()),
         })
     }
@@ -52,6 +54,8 @@ struct PipelineRun {
     limits: OperationLimits,
     /// The parsed document, for shaping the response.
     document: Mutex<Option<ExecutableDocument>>,
+    /// Required variables the request did not give, reported after validation.
+    missing_variables: Mutex<Vec<ServerError>>,
     /// Field errors taken out of async-graphql's hands (see `resolve`).
     field_errors: Mutex<Vec<ServerError>>,
 }
@@ -92,6 +96,7 @@ impl Extension for PipelineRun {
             operation,
             &request.variables,
         )?;
+        *lock(&self.missing_variables) = missing_variables(operation, &request.variables);
         *lock(&self.document) = Some(document);
         next.run(ctx, request).await
     }
@@ -101,9 +106,15 @@ impl Extension for PipelineRun {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        next.run(ctx)
-            .await
-            .map_err(|errors| errors.into_iter().map(errors::validation_failed).collect())
+        let result = next.run(ctx).await.map_err(|errors| -> Vec<ServerError> {
+            errors.into_iter().map(errors::validation_failed).collect()
+        })?;
+        let missing = std::mem::take(&mut *lock(&self.missing_variables));
+        if missing.is_empty() {
+            Ok(result)
+        } else {
+            Err(missing)
+        }
     }
 
     async fn resolve(
@@ -131,6 +142,20 @@ impl Extension for PipelineRun {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
+        // Subscriptions run through `execute_stream` (`/graphql/ws`), which never comes
+        // here: one that does was sent over HTTP.
+        let subscription = lock(&self.document)
+            .as_ref()
+            .and_then(|document| find_operation(document, operation_name))
+            .is_some_and(|operation| operation.ty == OperationType::Subscription);
+        if subscription {
+            return Response::from_errors(vec![errors::coded(
+                "subscriptions are served over WebSocket at /graphql/ws (protocol \
+                 graphql-transport-ws), not over HTTP",
+                "BAD_REQUEST",
+                None,
+            )]);
+        }
         let mut response = next.run(ctx, operation_name).await;
         let field_errors = std::mem::take(&mut *lock(&self.field_errors));
         response.errors.extend(field_errors);
@@ -165,6 +190,33 @@ fn find_operation<'a>(
         }
         _ => None,
     }
+}
+
+/// Variable coercion's rule for absent values: a variable of a non-null type without a
+/// default must be given. async-graphql's validation checks the values given (a `null`
+/// for a `String!` fails there) but leaves an absent one to the resolver, which then fails
+/// uncoded, as if the server were at fault; this is the caller's, before anything runs.
+fn missing_variables(
+    operation: &async_graphql::parser::types::OperationDefinition,
+    variables: &async_graphql::Variables,
+) -> Vec<ServerError> {
+    operation
+        .variable_definitions
+        .iter()
+        .filter(|definition| {
+            let definition = &definition.node;
+            !definition.var_type.node.nullable
+                && definition.default_value.is_none()
+                && !variables.contains_key(&definition.name.node)
+        })
+        .map(|definition| {
+            let message = format!(
+                "variable `${}` of type `{}` was not given a value",
+                definition.node.name.node, definition.node.var_type.node
+            );
+            errors::coded(message, "BAD_USER_INPUT", Some(definition.pos))
+        })
+        .collect()
 }
 
 /// The refusal, with `BAD_REQUEST`, of a request whose operation cannot be chosen — without

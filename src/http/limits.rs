@@ -5,9 +5,8 @@
 use std::{num::NonZeroU32, sync::Arc, time::Duration};
 
 use axum::{
-    Json,
     http::{HeaderValue, StatusCode, header::RETRY_AFTER},
-    response::{IntoResponse, Response},
+    response::Response,
 };
 use governor::{
     DefaultKeyedRateLimiter, InsufficientCapacity, Quota, RateLimiter, clock::Clock,
@@ -16,6 +15,7 @@ use governor::{
 use tower::BoxError;
 use uuid::Uuid;
 
+use super::media::Media;
 use crate::{config::RateLimit, graphql::error_response};
 
 /// Per-token rate limits; keys are token ids, so only valid tokens take room.
@@ -84,8 +84,9 @@ pub struct RateLimited {
     batch_over_burst: Option<(usize, u32)>,
 }
 
-impl IntoResponse for RateLimited {
-    fn into_response(self) -> Response {
+impl RateLimited {
+    /// The refusal, in the media type the client negotiated.
+    pub fn answer(self, media: Media) -> Response {
         let wait = self.retry_after_seconds;
         let message = match self.batch_over_burst {
             Some((operations, burst)) => format!(
@@ -98,7 +99,7 @@ impl IntoResponse for RateLimited {
         };
         let mut body = error_response("RATE_LIMITED", &message);
         body["errors"][0]["extensions"]["retryAfterSeconds"] = wait.into();
-        let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+        let mut response = media.respond(StatusCode::TOO_MANY_REQUESTS, &body);
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(wait));
@@ -107,7 +108,7 @@ impl IntoResponse for RateLimited {
 }
 
 /// The answer when the timeout or the in-flight cap refuses a request.
-pub async fn load_refusal(timeout: Duration, error: BoxError) -> Response {
+pub async fn load_refusal(timeout: Duration, media: Media, error: BoxError) -> Response {
     let (code, message, retry) = if error.is::<tower::timeout::error::Elapsed>() {
         (
             "TIMEOUT",
@@ -134,11 +135,7 @@ pub async fn load_refusal(timeout: Duration, error: BoxError) -> Response {
             None,
         )
     };
-    let mut response = (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(error_response(code, &message)),
-    )
-        .into_response();
+    let mut response = media.refusal(StatusCode::SERVICE_UNAVAILABLE, code, &message);
     if let Some(retry) = retry {
         response.headers_mut().insert(RETRY_AFTER, retry);
     }

@@ -2,41 +2,41 @@
 //! playground at `/`, `/healthz`, `/readyz` and `/metrics`.
 mod cors;
 mod limits;
+mod media;
+mod params;
 mod playground;
 mod probes;
 mod ws;
 
 use std::{sync::Arc, time::Duration};
 
-use async_graphql::ParseRequestError;
 use async_graphql::{BatchRequest, parser::types::OperationType};
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLRequest, GraphQLResponse};
 use axum::{
-    Json, Router,
+    Router,
     error_handling::HandleErrorLayer,
-    extract::{Request, State},
+    extract::{DefaultBodyLimit, Request, State},
     http::{
-        HeaderMap, HeaderName, HeaderValue, StatusCode,
-        header::{AUTHORIZATION, CACHE_CONTROL},
+        HeaderMap, HeaderName, HeaderValue, StatusCode, Uri,
+        header::{ALLOW, AUTHORIZATION, CACHE_CONTROL},
     },
     middleware::{self, Next},
-    response::{IntoResponse, Response},
+    response::Response,
     routing::get,
 };
-use tower::ServiceBuilder;
+use tower::{BoxError, ServiceBuilder};
 use tower_http::{
-    limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     set_header::SetResponseHeaderLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
 use tracing::{Level, Span, field::Empty};
 
+use self::media::Media;
 pub use self::{limits::TokenRateLimiter, probes::KeyCheck, ws::Sessions};
 use crate::{
     config::{CorsOrigin, Limits},
     domain::audit,
-    graphql::{AppData, AppSchema, Auth, Denials, RequestCtx, error_response, request_loaders},
+    graphql::{AppData, AppSchema, Auth, Denials, RequestCtx, request_loaders},
     metrics::Metrics,
 };
 
@@ -68,9 +68,11 @@ pub fn router(state: Arc<AppState>) -> Router {
                     CACHE_CONTROL,
                     HeaderValue::from_static("no-store"),
                 ))
-                .layer(HandleErrorLayer::new(move |error| {
-                    limits::load_refusal(timeout, error)
-                }))
+                .layer(HandleErrorLayer::new(
+                    move |headers: HeaderMap, error: BoxError| {
+                        limits::load_refusal(timeout, Media::for_refusal(&headers), error)
+                    },
+                ))
                 .load_shed()
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(in_flight))
                 .timeout(timeout),
@@ -95,7 +97,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                         .on_response(DefaultOnResponse::new().level(Level::INFO)),
                 )
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                .layer(RequestBodyLimitLayer::new(max_body)),
+                // Enforced where a body is read, so `/graphql` can refuse in GraphQL's shape.
+                .layer(DefaultBodyLimit::max(max_body)),
         );
     // Outermost: a preflight is answered before routing (no route takes OPTIONS).
     match cors {
@@ -140,38 +143,6 @@ fn is_plain(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.')
 }
 
-fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(error_response(code, message))).into_response()
-}
-
-/// A body that is not a GraphQL request. The parser's own message can quote the body (a
-/// value, say), so it stays out of the answer.
-struct Unreadable(ParseRequestError);
-
-impl From<ParseRequestError> for Unreadable {
-    fn from(error: ParseRequestError) -> Self {
-        Self(error)
-    }
-}
-
-impl IntoResponse for Unreadable {
-    fn into_response(self) -> Response {
-        if matches!(self.0, ParseRequestError::PayloadTooLarge) {
-            return refusal(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "BAD_REQUEST",
-                "the request body is larger than the server accepts",
-            );
-        }
-        refusal(
-            StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
-            "the request is not a GraphQL request: send JSON like \
-             {\"query\": \"...\", \"variables\": {...}, \"operationName\": \"...\"}",
-        )
-    }
-}
-
 /// A caller, and the token that identified it.
 struct Caller {
     auth: Auth,
@@ -179,7 +150,11 @@ struct Caller {
 }
 
 /// Resolves the bearer token. A database failure is a 503, not a silent anonymous.
-async fn authenticate(data: &AppData, headers: &HeaderMap) -> Result<Caller, Response> {
+async fn authenticate(
+    data: &AppData,
+    headers: &HeaderMap,
+    media: Media,
+) -> Result<Caller, Response> {
     let anonymous = |auth| Caller {
         auth,
         token_id: None,
@@ -205,7 +180,7 @@ async fn authenticate(data: &AppData, headers: &HeaderMap) -> Result<Caller, Res
         }
         Err(e) => {
             tracing::error!(error = %e, "authentication lookup failed");
-            Err(refusal(
+            Err(media.refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "INTERNAL_SERVER_ERROR",
                 "the server cannot check credentials right now; try again later",
@@ -238,15 +213,21 @@ fn operation_names(batch: &BatchRequest) -> String {
     names.join(",")
 }
 
-async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> Response {
-    let caller = match authenticate(&state.data, headers).await {
+/// Runs a batch read from a request and answers it in `media`.
+async fn execute(
+    state: &AppState,
+    headers: &HeaderMap,
+    media: Media,
+    batch: BatchRequest,
+) -> Response {
+    let caller = match authenticate(&state.data, headers, media).await {
         Ok(caller) => caller,
         Err(response) => return response,
     };
     if let Some(token_id) = caller.token_id
         && let Err(refusal) = state.rate_limiter.check(token_id, batch.iter().count())
     {
-        return refusal.into_response();
+        return refusal.answer(media);
     }
     let request_id = headers
         .get(REQUEST_ID)
@@ -265,7 +246,7 @@ async fn execute(state: &AppState, headers: &HeaderMap, batch: BatchRequest) -> 
     }
     let response = state.schema.execute_batch(batch).await;
     record_denials(state, &ctx, &denials).await;
-    GraphQLResponse::from(response).into_response()
+    media.graphql(response)
 }
 
 /// Writes the refusals of a request to the audit log: a row per refused field.
@@ -286,12 +267,27 @@ async fn record_denials(state: &AppState, ctx: &RequestCtx, denials: &Denials) {
     }
 }
 
+/// `POST /graphql`: a JSON body, one request or a batch. The `Accept` header is settled
+/// first (406), then the body's type (415), then the body itself (413, 400).
 async fn graphql_post(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    batch: GraphQLBatchRequest<Unreadable>,
+    request: Request,
 ) -> Response {
-    let batch = batch.into_inner();
+    let Some(media) = Media::negotiate(&headers) else {
+        return media::not_acceptable();
+    };
+    if !media::is_json_body(&headers) {
+        return media.refusal(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "BAD_REQUEST",
+            "send the request as JSON, with `Content-Type: application/json`",
+        );
+    }
+    let batch = match params::from_body(request, state.limits.max_body_bytes).await {
+        Ok(batch) => batch,
+        Err(unreadable) => return unreadable.answer(media),
+    };
     if let BatchRequest::Batch(requests) = &batch
         && requests.len() > state.limits.max_batch
     {
@@ -300,18 +296,20 @@ async fn graphql_post(
             state.limits.max_batch,
             requests.len()
         );
-        return refusal(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
+        return media.refusal(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
     }
-    execute(&state, &headers, batch).await
+    execute(&state, &headers, media, batch).await
 }
 
-/// Queries over GET (cacheable, bookmarkable); mutations must use POST.
-async fn graphql_get(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    request: GraphQLRequest<Unreadable>,
-) -> Response {
-    let mut request = request.into_inner();
+/// `GET /graphql`: queries only (cacheable, bookmarkable); mutations must use POST.
+async fn graphql_get(State(state): State<Arc<AppState>>, headers: HeaderMap, uri: Uri) -> Response {
+    let Some(media) = Media::negotiate(&headers) else {
+        return media::not_acceptable();
+    };
+    let mut request = match params::from_uri(&uri) {
+        Ok(request) => request,
+        Err(unreadable) => return unreadable.answer(media),
+    };
     // A query sent by its hash (APQ) is checked like one sent in full: no mutation over GET.
     if let Some(query) = state.data.persisted.lookup(&request) {
         request.query = query.to_string();
@@ -325,16 +323,16 @@ async fn graphql_get(
             .find(|(name, _)| wanted.is_none() || name.map(|n| n.as_str()) == wanted.as_deref())
             .map(|(_, op)| op.node.ty);
         if operation == Some(OperationType::Mutation) {
-            let mut response = refusal(
+            let mut response = media.refusal(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "BAD_REQUEST",
                 "mutations are only accepted over POST",
             );
             response
                 .headers_mut()
-                .insert("allow", HeaderValue::from_static("POST"));
+                .insert(ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
     }
-    execute(&state, &headers, BatchRequest::Single(request)).await
+    execute(&state, &headers, media, BatchRequest::Single(request)).await
 }

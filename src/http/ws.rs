@@ -38,7 +38,7 @@ use tokio::{
     time::{Instant, MissedTickBehavior, interval, timeout},
 };
 
-use super::{AppState, REQUEST_ID, authenticate, bearer_token, refusal};
+use super::{AppState, REQUEST_ID, authenticate, bearer_token, media::Media};
 use crate::{
     domain::{Principal, audit},
     graphql::{Auth, Denials, RequestCtx, request_loaders},
@@ -104,7 +104,7 @@ pub async fn graphql_ws(
         .flat_map(|v| v.split(','))
         .any(|p| p.trim() == PROTOCOL);
     if !offered {
-        return refusal(
+        return Media::for_refusal(&headers).refusal(
             StatusCode::BAD_REQUEST,
             "BAD_REQUEST",
             "subscriptions speak the graphql-transport-ws protocol: send \
@@ -241,7 +241,8 @@ impl Session {
         let token = bearer_token(&value).map(|t| Arc::new(SecretString::from(t.to_owned())));
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, value);
-        let caller = match authenticate(&self.state.data, &headers).await {
+        // Only whether it failed matters here, not how an HTTP answer would look.
+        let caller = match authenticate(&self.state.data, &headers, Media::Json).await {
             Ok(caller) => caller,
             Err(_) => return refuse(close::INTERNAL, "the server cannot check credentials now"),
         };

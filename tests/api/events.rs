@@ -22,6 +22,7 @@ both_stores!(
     another_organizations_events_never_arrive,
     a_revoked_token_is_disconnected,
     a_subscriber_that_never_reads_stalls_no_one,
+    a_subscription_over_http_is_pointed_to_the_websocket,
 );
 
 /// Where subscribers connect: on PostgreSQL a second replica, so every event must cross
@@ -545,4 +546,33 @@ async fn a_subscriber_that_never_reads_stalls_no_one(store: Store) {
         assert_eq!(event["version"], version);
     }
     drop(idle);
+}
+
+/// A subscription sent to `/graphql` over HTTP (GraphiQL does this when run is clicked
+/// before it has parsed the new text) is the client's mistake, with a pointer to the
+/// WebSocket: `BAD_REQUEST`, not a server fault; over GET as well.
+async fn a_subscription_over_http_is_pointed_to_the_websocket(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let query = "subscription { secretEvents { kind } }";
+    let response = app.admin(query, json!({})).await;
+    crate::helpers::assert_code(&response, "BAD_REQUEST");
+    let message = response["errors"][0]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("/graphql/ws"), "{message}");
+    assert!(
+        response.get("data").is_none(),
+        "a request error: {response}"
+    );
+
+    let path = format!(
+        "/graphql?query={}",
+        "subscription%20%7B%20secretEvents%20%7B%20kind%20%7D%20%7D"
+    );
+    let (status, body) = app.get_raw(&path, Some(&app.admin_token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("BAD_REQUEST") && body.contains("/graphql/ws"),
+        "{body}"
+    );
 }

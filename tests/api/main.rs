@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `strongroom` binary, spawned per test, spoken to over HTTP,
 //! each test once on SQLite and once on PostgreSQL (the replica tests: PostgreSQL only;
-//! the CORS and persisted-query tests, which touch no store: SQLite only).
+//! the CORS, persisted-query and GraphQL-over-HTTP conformance tests, which touch no
+//! store: SQLite only).
 mod helpers;
 mod moto;
 
@@ -8,6 +9,7 @@ mod abuse;
 mod apq;
 mod auth;
 mod browser;
+mod conformance;
 mod cors;
 mod dependents;
 mod events;

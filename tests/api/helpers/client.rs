@@ -51,6 +51,12 @@ pub struct Api {
 }
 
 impl Api {
+    /// `http://127.0.0.1:<port>`: for a client that is not this one (a Node tool, a raw
+    /// socket).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
     /// POSTs one GraphQL operation and returns the body, asserting HTTP 200.
     pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
         let (status, body) = self
