@@ -100,6 +100,9 @@ pub struct RequestCtx {
     pub denials: Arc<Denials>,
 }
 
+/// Marks a request that came over HTTP (`/graphql`) rather than the WebSocket.
+pub struct OverHttp;
+
 /// The schema without runtime data: what the SDL export and the server share.
 pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(

@@ -142,13 +142,12 @@ impl Extension for PipelineRun {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        // Subscriptions run through `execute_stream` (`/graphql/ws`), which never comes
-        // here: one that does was sent over HTTP.
+        // `/graphql/ws` runs subscriptions; one sent over HTTP is the client's mistake.
         let subscription = lock(&self.document)
             .as_ref()
             .and_then(|document| find_operation(document, operation_name))
             .is_some_and(|operation| operation.ty == OperationType::Subscription);
-        if subscription {
+        if subscription && ctx.data_opt::<super::OverHttp>().is_some() {
             return Response::from_errors(vec![errors::coded(
                 "subscriptions are served over WebSocket at /graphql/ws (protocol \
                  graphql-transport-ws), not over HTTP",

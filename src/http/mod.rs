@@ -36,7 +36,7 @@ pub use self::{limits::TokenRateLimiter, probes::KeyCheck, ws::Sessions};
 use crate::{
     config::{CorsOrigin, Limits},
     domain::audit,
-    graphql::{AppData, AppSchema, Auth, Denials, RequestCtx, request_loaders},
+    graphql::{AppData, AppSchema, Auth, Denials, OverHttp, RequestCtx, request_loaders},
     metrics::Metrics,
 };
 
@@ -243,6 +243,7 @@ async fn execute(
     let mut batch = batch.data(ctx.clone());
     for request in batch.iter_mut() {
         request.data.insert(request_loaders(&state.data));
+        request.data.insert(OverHttp);
     }
     let response = state.schema.execute_batch(batch).await;
     record_denials(state, &ctx, &denials).await;
