@@ -31,6 +31,9 @@ pub enum Error {
     /// Deploying (or serving) a resource whose referenced secrets do not exist.
     #[error("these referenced secrets do not exist: {}", .0.join(", "))]
     MissingSecrets(Vec<String>),
+    /// Reading (or deploying with) a disabled secret; names the secrets.
+    #[error("disabled secrets cannot be read or deployed until enabled again: {}", .0.join(", "))]
+    SecretDisabled(Vec<String>),
     /// Deleting a secret that deployed resources depend on, without `force`.
     #[error("deployed resources depend on this secret ({} listed in `dependents`); delete with `force: true` to break them, or `dryRun: true` to see the impact", .0.len())]
     HasDependents(Vec<Blocker>),
@@ -72,6 +75,7 @@ impl Error {
             Self::BadInput(_) => "BAD_USER_INPUT",
             Self::AlreadyExists(_) => "ALREADY_EXISTS",
             Self::MissingSecrets(_) => "MISSING_SECRETS",
+            Self::SecretDisabled(_) => "SECRET_DISABLED",
             Self::HasDependents(_) => "HAS_DEPENDENTS",
             Self::VersionConflict { .. } | Self::UpdateContended { .. } => "VERSION_CONFLICT",
             Self::KmsUnavailable(_) => "KMS_UNAVAILABLE",

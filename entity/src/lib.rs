@@ -11,4 +11,5 @@ pub mod principal;
 pub mod resource;
 pub mod resource_reference;
 pub mod secret;
+pub mod secret_usage;
 pub mod secret_version;

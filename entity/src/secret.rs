@@ -16,6 +16,19 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub created_by: Option<Uuid>,
     pub updated_by: Option<Uuid>,
+    /// `ACTIVE`, `DISABLED` or `DELETED` (pending purge at `purge_at`).
+    pub state: String,
+    pub disabled_at: Option<DateTimeUtc>,
+    pub disabled_reason: Option<String>,
+    pub deleted_at: Option<DateTimeUtc>,
+    pub purge_at: Option<DateTimeUtc>,
+    pub rotation_period_days: Option<i32>,
+    /// When the current value was set.
+    pub value_changed_at: Option<DateTimeUtc>,
+    /// The rotation due date whose `ROTATION_DUE` event was sent.
+    pub rotation_notified_at: Option<DateTimeUtc>,
+    /// The latest reveal or fetch of a value (coalesced, see `domain::usage`).
+    pub last_accessed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -8,6 +8,7 @@ mod m20261126_000001_init;
 mod m20261127_000002_dependents;
 mod m20261128_000003_one_current_deployment;
 mod m20261129_000004_name_key_collation;
+mod m20261130_000005_lifecycle;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_dependents::Migration),
             Box::new(m20261128_000003_one_current_deployment::Migration),
             Box::new(m20261129_000004_name_key_collation::Migration),
+            Box::new(m20261130_000005_lifecycle::Migration),
         ]
     }
 }

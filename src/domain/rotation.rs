@@ -162,6 +162,7 @@ mod tests {
                 name: SecretName::parse(name).expect("name"),
                 value: SecretValue::parse(value.into()).expect("value"),
                 description: None,
+                rotation_period_days: None,
             };
             secrets::create(&db, &old, &actor, new)
                 .await

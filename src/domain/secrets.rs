@@ -41,6 +41,36 @@ pub struct NewSecret {
     pub name: SecretName,
     pub value: SecretValue,
     pub description: Option<Description>,
+    /// Rotation is due this many days after each value change.
+    pub rotation_period_days: Option<i32>,
+}
+
+/// Where a secret is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretState {
+    Active,
+    /// Values are refused (`SECRET_DISABLED`); updates still work.
+    Disabled,
+    /// Scheduled for purge at `purge_at`; values unreadable, the name reserved.
+    Deleted,
+}
+
+impl SecretState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "ACTIVE",
+            Self::Disabled => "DISABLED",
+            Self::Deleted => "DELETED",
+        }
+    }
+
+    pub fn of(row: &secret::Model) -> Self {
+        match row.state.as_str() {
+            "DISABLED" => Self::Disabled,
+            "DELETED" => Self::Deleted,
+            _ => Self::Active,
+        }
+    }
 }
 
 pub struct SecretUpdate {
@@ -137,6 +167,15 @@ pub async fn create(
         updated_at: Set(at),
         created_by: Set(Some(actor.principal.id)),
         updated_by: Set(Some(actor.principal.id)),
+        state: Set(SecretState::Active.as_str().to_owned()),
+        disabled_at: Set(None),
+        disabled_reason: Set(None),
+        deleted_at: Set(None),
+        purge_at: Set(None),
+        rotation_period_days: Set(new.rotation_period_days),
+        value_changed_at: Set(Some(at)),
+        rotation_notified_at: Set(None),
+        last_accessed_at: Set(None),
     }
     .insert(&txn)
     .await;

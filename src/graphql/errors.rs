@@ -23,6 +23,9 @@ impl ErrorExtensions for crate::Error {
                 crate::Error::MissingSecrets(names) => {
                     ext.set("missingSecrets", names.clone());
                 }
+                crate::Error::SecretDisabled(names) => {
+                    ext.set("disabledSecrets", names.clone());
+                }
                 crate::Error::HasDependents(dependents) => {
                     let listed: Vec<async_graphql::Value> =
                         dependents.iter().map(dependent_summary).collect();

@@ -333,6 +333,7 @@ impl SecretMutation {
                 .map(Description::parse)
                 .transpose()
                 .extend()?,
+            rotation_period_days: None,
         };
         let data = app(ctx)?;
         let secret = service::create(&data.db, data.keys.as_ref(), &actor, new)
