@@ -15,7 +15,7 @@ use crate::{
         LocalKeyProvider, MasterKey,
     },
     db::{self, Db},
-    domain::{audit::AuditLog, identity, rotation},
+    domain::{audit::AuditLog, identity, lifecycle, rotation},
     graphql::{self, AppData, PersistedQueries},
     http::{self, AppState, KeyCheck, Sessions, TokenRateLimiter},
     metrics::Metrics,
@@ -235,7 +235,9 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         db,
         keys,
         version_retention: args.version_retention,
+        recovery_window: args.recovery_window(),
     };
+    tokio::spawn(sweep(data.db.clone(), args.sweep_interval_secs));
     let (sessions, close_sessions) = Sessions::new();
     let state = Arc::new(AppState {
         schema: graphql::build_schema(data.clone(), &args.limits),
@@ -270,6 +272,27 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     sessions.drained(Duration::from_secs(2)).await;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// The background sweeps, every `interval_secs`: purge the secrets whose recovery window
+/// ended, announce rotations that came due. Each pass is safe to run on every replica at
+/// once (see `domain::lifecycle`); a failed pass is logged and tried again next time.
+async fn sweep(db: Db, interval_secs: u64) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(interval_secs));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match lifecycle::purge_due(&db).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "purged secrets whose recovery window ended"),
+            Err(e) => tracing::error!(error = %e, "the purge sweep failed"),
+        }
+        match lifecycle::announce_due_rotations(&db).await {
+            Ok(0) => {}
+            Ok(announced) => tracing::info!(announced, "announced secrets due for rotation"),
+            Err(e) => tracing::error!(error = %e, "the rotation sweep failed"),
+        }
+    }
 }
 
 /// The PostgreSQL pool behind `db`, if that is the store.

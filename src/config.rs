@@ -239,6 +239,18 @@ pub struct ServeArgs {
     /// expired token is refused by every replica within this time.
     #[arg(long, env = "STRONGROOM_AUTH_CACHE_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub auth_cache_millis: u64,
+    /// Days a deleted secret stays restorable before it is purged (0–30; 0 shreds at
+    /// once). A `deleteSecret` call may choose its own with `recoveryWindowDays`.
+    #[arg(long, env = "STRONGROOM_RECOVERY_WINDOW_DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..=30))]
+    pub recovery_window_days: u32,
+    /// The default recovery window in seconds instead of days (for tests and short-lived
+    /// environments); overrides `STRONGROOM_RECOVERY_WINDOW_DAYS` when set.
+    #[arg(long, env = "STRONGROOM_RECOVERY_WINDOW_SECS", value_parser = clap::value_parser!(u64).range(0..=2_592_000))]
+    pub recovery_window_secs: Option<u64>,
+    /// Seconds between background sweeps: purging secrets whose recovery window ended, and
+    /// announcing rotations that came due.
+    #[arg(long, env = "STRONGROOM_SWEEP_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub sweep_interval_secs: u64,
     /// Origins whose browser pages may call the API (CORS), comma-separated, each exactly
     /// `scheme://host[:port]` as browsers send it. Empty (the default): CORS is off.
     #[arg(long, env = "STRONGROOM_CORS_ORIGINS", value_delimiter = ',', value_parser = CorsOrigin::parse)]
@@ -415,5 +427,15 @@ impl CorsOrigin {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl ServeArgs {
+    /// The default recovery window of a delete.
+    pub fn recovery_window(&self) -> chrono::TimeDelta {
+        match self.recovery_window_secs {
+            Some(secs) => chrono::TimeDelta::seconds(i64::try_from(secs).unwrap_or(i64::MAX)),
+            None => chrono::TimeDelta::days(i64::from(self.recovery_window_days)),
+        }
     }
 }

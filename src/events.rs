@@ -48,9 +48,19 @@ const RELISTEN_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SecretEventKind {
     Created,
-    /// A new value (a new version) or a new description.
+    /// A new value (a new version), description or rotation period.
     Updated,
+    /// Scheduled for purge (or purged at once, then also `Purged`).
     Deleted,
+    Disabled,
+    Enabled,
+    Restored,
+    /// Destroyed with every version, by a call or at the end of its recovery window.
+    Purged,
+    /// A new version with the value of an earlier one.
+    RolledBack,
+    /// Its rotation period has passed since the value last changed (once per due date).
+    RotationDue,
 }
 
 /// One change, as published: small, and free of values.

@@ -25,6 +25,8 @@ pub struct Model {
     pub rotation_period_days: Option<i32>,
     /// When the current value was set.
     pub value_changed_at: Option<DateTimeUtc>,
+    /// `value_changed_at` plus `rotation_period_days`, when a period is set.
+    pub rotation_due_at: Option<DateTimeUtc>,
     /// The rotation due date whose `ROTATION_DUE` event was sent.
     pub rotation_notified_at: Option<DateTimeUtc>,
     /// The latest reveal or fetch of a value (coalesced, see `domain::usage`).

@@ -3,9 +3,10 @@
 //!
 //! - `secrets.state`: `ACTIVE`, `DISABLED` or `DELETED` (pending purge, `purge_at`). A
 //!   deleted secret keeps its row, so its name stays reserved by `ux_secrets_org_name_key`.
-//! - `secrets.value_changed_at`: when the current value was set (rotation is due
-//!   `rotation_period_days` after it); `rotation_notified_at` is the due date whose
-//!   `ROTATION_DUE` event was sent, so each due date is announced once.
+//! - `secrets.value_changed_at`: when the current value was set; with a
+//!   `rotation_period_days`, `rotation_due_at` is that plus the period (stored, so that
+//!   "which are due" is one indexed comparison on every store); `rotation_notified_at` is
+//!   the due date whose `ROTATION_DUE` event was sent, so each due date is announced once.
 //! - `secret_usage`: per resource and referenced secret name, the last fetch (coalesced:
 //!   written at most once per flush interval, never per fetch).
 use sea_orm_migration::{prelude::*, schema::*};
@@ -25,6 +26,7 @@ impl MigrationTrait for Migration {
             timestamp_with_time_zone_null(Secrets::PurgeAt),
             integer_null(Secrets::RotationPeriodDays),
             timestamp_with_time_zone_null(Secrets::ValueChangedAt),
+            timestamp_with_time_zone_null(Secrets::RotationDueAt),
             timestamp_with_time_zone_null(Secrets::RotationNotifiedAt),
             timestamp_with_time_zone_null(Secrets::LastAccessedAt),
         ];
@@ -50,6 +52,16 @@ impl MigrationTrait for Migration {
                     .table(Secrets::Table)
                     .col(Secrets::State)
                     .col(Secrets::PurgeAt)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_secrets_rotation_due_at")
+                    .table(Secrets::Table)
+                    .col(Secrets::RotationDueAt)
                     .to_owned(),
             )
             .await?;
@@ -101,14 +113,11 @@ impl MigrationTrait for Migration {
         manager
             .drop_table(Table::drop().table(SecretUsage::Table).to_owned())
             .await?;
-        manager
-            .drop_index(
-                Index::drop()
-                    .name("ix_secrets_state_purge_at")
-                    .table(Secrets::Table)
-                    .to_owned(),
-            )
-            .await?;
+        for index in ["ix_secrets_state_purge_at", "ix_secrets_rotation_due_at"] {
+            manager
+                .drop_index(Index::drop().name(index).table(Secrets::Table).to_owned())
+                .await?;
+        }
         for column in [
             Secrets::State,
             Secrets::DisabledAt,
@@ -117,6 +126,7 @@ impl MigrationTrait for Migration {
             Secrets::PurgeAt,
             Secrets::RotationPeriodDays,
             Secrets::ValueChangedAt,
+            Secrets::RotationDueAt,
             Secrets::RotationNotifiedAt,
             Secrets::LastAccessedAt,
         ] {
@@ -143,6 +153,7 @@ enum Secrets {
     PurgeAt,
     RotationPeriodDays,
     ValueChangedAt,
+    RotationDueAt,
     RotationNotifiedAt,
     LastAccessedAt,
 }

@@ -286,7 +286,9 @@ fn dependents_query(org_id: Uuid, name_keys: &[String]) -> sea_orm::sea_query::S
                 .add(
                     Expr::col((secret::Entity, secret::Column::NameKey))
                         .equals((resource_reference::Entity, Ref::SecretNameKey)),
-                ),
+                )
+                // A deleted secret (awaiting purge) is missing to its dependents: broken.
+                .add(Expr::col((secret::Entity, secret::Column::State)).ne("DELETED")),
         )
         .and_where(Expr::col((resource_reference::Entity, Ref::OrgId)).eq(org_id))
         .and_where(

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod dependents;
 pub mod identity;
+pub mod lifecycle;
 pub mod plaintext;
 pub mod resources;
 pub mod rotation;

@@ -42,7 +42,7 @@ pub struct Revealed {
 }
 
 /// Decrypts one stored version of `secret`. Any mismatch is an integrity error.
-async fn decrypt_version(
+pub(crate) async fn decrypt_version(
     keys: &dyn KeyProvider,
     secret: &secret::Model,
     row: &secret_version::Model,

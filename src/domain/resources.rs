@@ -308,6 +308,17 @@ pub async fn deploy(
         txn.rollback().await?;
         return Err(Error::MissingSecrets(missing));
     }
+    // A disabled secret is a scream test: nothing new may be deployed with it.
+    let mut disabled: Vec<String> = current
+        .values()
+        .filter(|s| secrets::SecretState::of(s) == secrets::SecretState::Disabled)
+        .map(|s| s.name.clone())
+        .collect();
+    disabled.sort();
+    if !disabled.is_empty() {
+        txn.rollback().await?;
+        return Err(Error::SecretDisabled(disabled));
+    }
 
     // How each of this resource's references stands before the deploy, to announce the
     // ones it changes.

@@ -173,6 +173,8 @@ mod tests {
             value: Some(SecretValue::parse("alpha-2".into()).expect("value")),
             description: None,
             expected_version: Some(1),
+            rotation_period_days: None,
+            rolled_back_from: None,
         };
         secrets::update(&db, &old, &actor, change, 10)
             .await

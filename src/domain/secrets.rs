@@ -7,6 +7,7 @@
 //! together or not at all. Reading a value is [`super::plaintext`]'s job alone.
 use std::collections::HashMap;
 
+use chrono::{DateTime, Utc};
 use entity::{secret, secret_version};
 use sea_orm::{
     ActiveModelTrait,
@@ -80,6 +81,33 @@ pub struct SecretUpdate {
     pub description: Option<Option<Description>>,
     /// Check-and-set: fail with `VERSION_CONFLICT` unless this is the current version.
     pub expected_version: Option<i32>,
+    /// `None`: leave as is; `Some(None)`: no rotation; `Some(Some(days))`: set.
+    pub rotation_period_days: Option<Option<i32>>,
+    /// A rollback: the new value is that of this earlier version (audited and announced
+    /// as a rollback).
+    pub rolled_back_from: Option<i32>,
+}
+
+impl SecretUpdate {
+    /// Whether anything would change.
+    fn is_empty(&self) -> bool {
+        self.value.is_none() && self.description.is_none() && self.rotation_period_days.is_none()
+    }
+}
+
+/// Days between value changes before rotation is due: 1 to 3650.
+pub fn check_rotation_period(days: Option<i32>) -> Result<Option<i32>> {
+    match days {
+        Some(days) if !(1..=3650).contains(&days) => Err(Error::bad_input(
+            "`rotationPeriodDays` is 1 to 3650 days (omit it, or send null, for none)",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// When rotation is due after a value change at `changed`.
+pub fn rotation_due(changed: DateTime<Utc>, period_days: Option<i32>) -> Option<DateTime<Utc>> {
+    period_days.map(|days| changed + chrono::TimeDelta::days(i64::from(days)))
 }
 
 pub async fn find<C: ConnectionTrait>(
@@ -105,14 +133,30 @@ pub async fn find_by_id<C: ConnectionTrait>(
         .await?)
 }
 
-async fn find_existing<C: ConnectionTrait>(
+/// A secret that is not deleted (a deleted one is `NOT_FOUND` to every change but
+/// restore and purge).
+pub(crate) async fn find_existing<C: ConnectionTrait>(
     conn: &C,
     org_id: Uuid,
     name: &SecretName,
 ) -> Result<secret::Model> {
     find(conn, org_id, name)
         .await?
+        .filter(|s| SecretState::of(s) != SecretState::Deleted)
         .ok_or_else(|| Error::not_found(format!("secret {name}")))
+}
+
+/// `ALREADY_EXISTS` for a name taken, saying what to do when a deleted secret holds it.
+fn name_taken(existing: Option<&secret::Model>, name: &SecretName) -> Error {
+    match existing {
+        Some(s) if SecretState::of(s) == SecretState::Deleted => Error::AlreadyExists(format!(
+            "secret {name} (deleted, to be purged at {}: restore it with restoreSecret, or \
+             purge it with purgeSecret to reuse the name; it)",
+            s.purge_at
+                .map_or_else(|| "once its window ends".to_owned(), |t| t.to_rfc3339())
+        )),
+        _ => Error::AlreadyExists(format!("secret {name}")),
+    }
 }
 
 fn version_row(
@@ -144,8 +188,8 @@ pub async fn create(
 ) -> Result<secret::Model> {
     let org_id = actor.org_id();
     // Fail fast, before spending a KMS call; the unique index settles races.
-    if find(db.read(), org_id, &new.name).await?.is_some() {
-        return Err(Error::AlreadyExists(format!("secret {}", new.name)));
+    if let Some(existing) = find(db.read(), org_id, &new.name).await? {
+        return Err(name_taken(Some(&existing), &new.name));
     }
     let context = EncryptionContext {
         org_id,
@@ -174,6 +218,7 @@ pub async fn create(
         purge_at: Set(None),
         rotation_period_days: Set(new.rotation_period_days),
         value_changed_at: Set(Some(at)),
+        rotation_due_at: Set(rotation_due(at, new.rotation_period_days)),
         rotation_notified_at: Set(None),
         last_accessed_at: Set(None),
     }
@@ -182,7 +227,8 @@ pub async fn create(
     let secret = match inserted {
         Ok(secret) => secret,
         Err(e) if db::is_unique_violation(&e) => {
-            return Err(Error::AlreadyExists(format!("secret {}", new.name)));
+            let existing = find(db.read(), org_id, &new.name).await?;
+            return Err(name_taken(existing.as_ref(), &new.name));
         }
         Err(e) => return Err(e.into()),
     };
@@ -232,9 +278,9 @@ pub async fn update(
     change: SecretUpdate,
     retention: u32,
 ) -> Result<secret::Model> {
-    if change.value.is_none() && change.description.is_none() {
+    if change.is_empty() {
         return Err(Error::bad_input(
-            "nothing to update: give a new `value`, a `description`, or both",
+            "nothing to update: give a new `value`, a `description` or a `rotationPeriodDays`",
         ));
     }
     let org_id = actor.org_id();
@@ -275,10 +321,29 @@ pub async fn update(
                 Expr::value(Some(actor.principal.id)),
             )
             .filter(secret::Column::Id.eq(current.id))
-            .filter(secret::Column::CurrentVersion.eq(current.current_version));
+            .filter(secret::Column::CurrentVersion.eq(current.current_version))
+            .filter(secret::Column::State.ne(SecretState::Deleted.as_str()));
         if let Some(description) = &change.description {
             let text = description.clone().map(Description::into_inner);
             write = write.col_expr(secret::Column::Description, Expr::value(text));
+        }
+        // Rotation is due a period after the value's last change.
+        let period = change
+            .rotation_period_days
+            .unwrap_or(current.rotation_period_days);
+        let changed = if change.value.is_some() {
+            Some(at)
+        } else {
+            current.value_changed_at
+        };
+        if change.value.is_some() {
+            write = write.col_expr(secret::Column::ValueChangedAt, Expr::value(Some(at)));
+        }
+        if change.value.is_some() || change.rotation_period_days.is_some() {
+            let due = changed.and_then(|changed| rotation_due(changed, period));
+            write = write
+                .col_expr(secret::Column::RotationPeriodDays, Expr::value(period))
+                .col_expr(secret::Column::RotationDueAt, Expr::value(due));
         }
         if write.exec(&txn).await?.rows_affected == 0 {
             // Another writer changed (or deleted) the secret since we read it.
@@ -295,10 +360,14 @@ pub async fn update(
             latest = Some(now_current.current_version);
             continue;
         }
+        let kind = match change.rolled_back_from {
+            Some(_) => SecretEventKind::RolledBack,
+            None => SecretEventKind::Updated,
+        };
         let mut notices = vec![Notice::secret(
             org_id,
             (current.id, &current.name),
-            SecretEventKind::Updated,
+            kind,
             Some(next),
             Some(actor.principal.id),
             at,
@@ -322,15 +391,18 @@ pub async fn update(
                 }
             }
         }
-        let event = Event::allowed(
-            "secret.update",
-            Target::secret(Some(current.id), &current.name),
-        )
-        .with_detail(serde_json::json!({
-            "version": next,
-            "valueChanged": change.value.is_some(),
-            "descriptionChanged": change.description.is_some(),
-        }));
+        let action = match change.rolled_back_from {
+            Some(_) => "secret.rollback",
+            None => "secret.update",
+        };
+        let event = Event::allowed(action, Target::secret(Some(current.id), &current.name))
+            .with_detail(serde_json::json!({
+                "version": next,
+                "valueChanged": change.value.is_some(),
+                "descriptionChanged": change.description.is_some(),
+                "rotationPeriodDays": period,
+                "rolledBackFrom": change.rolled_back_from,
+            }));
         audit::record(&txn, actor, event).await?;
         db.events().commit(txn, notices).await?;
 
@@ -338,11 +410,19 @@ pub async fn update(
             Some(d) => d.map(Description::into_inner),
             None => current.description,
         };
+        let rotation_due_at = if change.value.is_some() || change.rotation_period_days.is_some() {
+            changed.and_then(|changed| rotation_due(changed, period))
+        } else {
+            current.rotation_due_at
+        };
         return Ok(secret::Model {
             current_version: next,
             updated_at: at,
             updated_by: Some(actor.principal.id),
             description,
+            rotation_period_days: period,
+            value_changed_at: changed,
+            rotation_due_at,
             ..current
         });
     }
@@ -392,7 +472,9 @@ pub struct DeleteOutcome {
     pub affected: Vec<Dependent>,
 }
 
-/// Deletes a secret, destroying all its versions and their wrapped data keys.
+/// Deletes a secret: schedules its purge `window` from now (it becomes `DELETED`: its
+/// values unreadable, its name reserved, restorable until then), or, with a zero window,
+/// destroys every version and wrapped data key at once.
 ///
 /// A secret that deployed resources use is only deleted with `force`; then every current
 /// deployment pinned to it is marked failed (its dependents report `BROKEN`), all in one
@@ -407,6 +489,7 @@ pub async fn delete(
     name: &SecretName,
     force: bool,
     dry_run: bool,
+    window: chrono::TimeDelta,
 ) -> Result<DeleteOutcome> {
     let org_id = actor.org_id();
     if dry_run {
@@ -421,6 +504,7 @@ pub async fn delete(
     let secret = secret::Entity::find()
         .filter(secret::Column::OrgId.eq(org_id))
         .filter(secret::Column::NameKey.eq(name.key()))
+        .filter(secret::Column::State.ne(SecretState::Deleted.as_str()))
         .lock_exclusive()
         .one(&txn)
         .await?
@@ -435,15 +519,29 @@ pub async fn delete(
         txn.rollback().await?;
         return Err(Error::HasDependents(blockers));
     }
-    let destroyed = secret_version::Entity::delete_many()
-        .filter(secret_version::Column::SecretId.eq(secret.id))
-        .exec(&txn)
-        .await?
-        .rows_affected;
-    secret::Entity::delete_many()
-        .filter(secret::Column::Id.eq(secret.id))
-        .exec(&txn)
-        .await?;
+    let purge_at = at + window;
+    let (secret, destroyed) = if window <= chrono::TimeDelta::zero() {
+        let destroyed = shred(&txn, secret.id).await?;
+        (secret, Some(destroyed))
+    } else {
+        secret::Entity::update_many()
+            .col_expr(
+                secret::Column::State,
+                Expr::value(SecretState::Deleted.as_str()),
+            )
+            .col_expr(secret::Column::DeletedAt, Expr::value(Some(at)))
+            .col_expr(secret::Column::PurgeAt, Expr::value(Some(purge_at)))
+            .filter(secret::Column::Id.eq(secret.id))
+            .exec(&txn)
+            .await?;
+        let deleted = secret::Model {
+            state: SecretState::Deleted.as_str().to_owned(),
+            deleted_at: Some(at),
+            purge_at: Some(purge_at),
+            ..secret
+        };
+        (deleted, None)
+    };
     let broken = dependents::fail_deployments_pinned_to(
         &txn,
         secret.id,
@@ -456,20 +554,27 @@ pub async fn delete(
         Target::secret(Some(secret.id), &secret.name),
     )
     .with_detail(serde_json::json!({
+        "purgeAt": destroyed.is_none().then_some(purge_at),
         "versionsDestroyed": destroyed,
         "force": force,
         "brokenDeployments": broken,
     }));
     audit::record(&txn, actor, event).await?;
     // With the secret gone, every reference to it is broken.
-    let mut notices = vec![Notice::secret(
-        org_id,
-        (secret.id, &secret.name),
-        SecretEventKind::Deleted,
-        Some(secret.current_version),
-        Some(actor.principal.id),
-        at,
-    )];
+    let announce = |kind| {
+        Notice::secret(
+            org_id,
+            (secret.id, &secret.name),
+            kind,
+            Some(secret.current_version),
+            Some(actor.principal.id),
+            at,
+        )
+    };
+    let mut notices = vec![announce(SecretEventKind::Deleted)];
+    if destroyed.is_some() {
+        notices.push(announce(SecretEventKind::Purged));
+    }
     let affected: Vec<Dependent> = affected
         .into_iter()
         .map(|d| {
@@ -497,6 +602,20 @@ pub async fn delete(
         deleted: Some(secret),
         affected,
     })
+}
+
+/// Destroys a secret's versions (their wrapped data keys with them) and its row.
+pub(crate) async fn shred<C: ConnectionTrait>(conn: &C, secret_id: Uuid) -> Result<u64> {
+    let destroyed = secret_version::Entity::delete_many()
+        .filter(secret_version::Column::SecretId.eq(secret_id))
+        .exec(conn)
+        .await?
+        .rows_affected;
+    secret::Entity::delete_many()
+        .filter(secret::Column::Id.eq(secret_id))
+        .exec(conn)
+        .await?;
+    Ok(destroyed)
 }
 
 /// A version's data key as stored.
@@ -548,10 +667,13 @@ pub async fn versions_by_number<C: ConnectionTrait>(
         .collect())
 }
 
+/// The secrets of `name_keys` that are not deleted (a deleted one is missing to a deploy,
+/// a fetch or a reference).
 fn by_name_keys(org_id: Uuid, name_keys: &[String]) -> sea_orm::Select<secret::Entity> {
     secret::Entity::find()
         .filter(secret::Column::OrgId.eq(org_id))
         .filter(secret::Column::NameKey.is_in(name_keys.iter().cloned()))
+        .filter(secret::Column::State.ne(SecretState::Deleted.as_str()))
 }
 
 /// Secrets of an organization by case-folded name (batched loading).
@@ -568,10 +690,38 @@ pub async fn find_many<C: ConnectionTrait>(
 pub struct ListFilter {
     /// Case-insensitive substring of the name.
     pub name_contains: Option<String>,
+    /// Only this state; without it, every secret but the deleted ones.
+    pub state: Option<SecretState>,
+    /// Only secrets whose value no one revealed or fetched since then (or ever).
+    pub not_accessed_since: Option<DateTime<Utc>>,
+    /// Only secrets whose rotation is due (`true`) or not due (`false`) at `now`.
+    pub rotation_due: Option<(bool, DateTime<Utc>)>,
 }
 
 fn filtered(org_id: Uuid, filter: &ListFilter) -> Result<sea_orm::Select<secret::Entity>> {
     let mut query = secret::Entity::find().filter(secret::Column::OrgId.eq(org_id));
+    query = match filter.state {
+        Some(state) => query.filter(secret::Column::State.eq(state.as_str())),
+        None => query.filter(secret::Column::State.ne(SecretState::Deleted.as_str())),
+    };
+    if let Some(since) = filter.not_accessed_since {
+        query = query.filter(
+            Condition::any()
+                .add(secret::Column::LastAccessedAt.is_null())
+                .add(secret::Column::LastAccessedAt.lt(since)),
+        );
+    }
+    match filter.rotation_due {
+        Some((true, at)) => query = query.filter(secret::Column::RotationDueAt.lte(at)),
+        Some((false, at)) => {
+            query = query.filter(
+                Condition::any()
+                    .add(secret::Column::RotationDueAt.is_null())
+                    .add(secret::Column::RotationDueAt.gt(at)),
+            );
+        }
+        None => {}
+    }
     if let Some(part) = &filter.name_contains {
         if !part.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || part.len() > 128 {
             return Err(Error::bad_input(

@@ -31,10 +31,22 @@ pub const EVENTS_MISSED: &str = "EVENTS_MISSED";
 pub enum SecretEventKind {
     /// Created, at version 1.
     Created,
-    /// A new value (`version` is the new version) or a new description.
+    /// A new value (`version` is the new version), description or rotation period.
     Updated,
-    /// Deleted, with every version.
+    /// Deleted: scheduled for purge at the end of its recovery window (or purged at once,
+    /// then `PURGED` follows).
     Deleted,
+    /// Disabled: its values are refused until it is enabled.
+    Disabled,
+    Enabled,
+    /// Restored from `DELETED`, with every version.
+    Restored,
+    /// Destroyed with every version and data key.
+    Purged,
+    /// A new version (`version`) holding the value of an earlier one.
+    RolledBack,
+    /// Its rotation period has passed since its value last changed; once per due date.
+    RotationDue,
 }
 
 /// Something happened to a secret. Never its value.

@@ -7,6 +7,7 @@ mod guard;
 mod identity;
 mod ids;
 mod inputs;
+mod lifecycle;
 mod limits;
 mod loaders;
 mod node;
@@ -53,6 +54,7 @@ pub struct QueryRoot(
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(
     secrets::SecretMutation,
+    lifecycle::LifecycleMutation,
     resources::ResourceMutation,
     identity::IdentityMutation,
 );
@@ -68,6 +70,8 @@ pub struct AppData {
     /// Queries kept for clients that send only their hash (APQ).
     pub persisted: PersistedQueries,
     pub version_retention: u32,
+    /// How long a deleted secret stays restorable unless a call says otherwise.
+    pub recovery_window: chrono::TimeDelta,
 }
 
 impl AppData {

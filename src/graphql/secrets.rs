@@ -1,7 +1,7 @@
 //! Secrets: every field is ADMIN-only, by a guard on the field and on the `Secret` type
 //! itself, so no path (`node(id:)`, a nested field) reaches a secret without one.
 use async_graphql::{
-    ComplexObject, Context, ID, InputObject, MaybeUndefined, Object, ResultExt, SimpleObject,
+    ComplexObject, Context, Enum, ID, InputObject, MaybeUndefined, Object, ResultExt, SimpleObject,
     connection::{Connection, OpaqueCursor},
 };
 use chrono::{DateTime, Utc};
@@ -17,15 +17,27 @@ use super::{
 };
 use crate::domain::{
     Description, Page, PageRequest, Role, SecretName, SecretValue, dependents,
-    secrets::{self as service, ListFilter, NewSecret, SecretUpdate},
+    secrets::{self as service, ListFilter, NewSecret, SecretUpdate, check_rotation_period},
 };
+
+/// Where a secret is in its life.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "service::SecretState")]
+pub enum SecretState {
+    /// In service.
+    Active,
+    /// Its values are refused (`SECRET_DISABLED`) until it is enabled; updates still work.
+    Disabled,
+    /// Deleted, restorable until `purgeAt`; its values unreadable, its name reserved.
+    Deleted,
+}
 
 /// A named secret. Its value is only ever returned by `secretValue`.
 #[derive(SimpleObject)]
 #[graphql(complex, guard = "RoleGuard::new(Role::Admin)")]
 pub struct Secret {
     #[graphql(skip)]
-    row: secret::Model,
+    pub(super) row: secret::Model,
     pub name: String,
     pub description: Option<String>,
     pub current_version: i32,
@@ -50,6 +62,38 @@ impl From<secret::Model> for Secret {
 impl Secret {
     pub async fn id(&self) -> ID {
         ids::encode(ids::SECRET, self.row.id)
+    }
+
+    async fn state(&self) -> SecretState {
+        service::SecretState::of(&self.row).into()
+    }
+
+    async fn disabled_at(&self) -> Option<DateTime<Utc>> {
+        self.row.disabled_at
+    }
+
+    async fn disabled_reason(&self) -> Option<&str> {
+        self.row.disabled_reason.as_deref()
+    }
+
+    /// When a deleted secret will be purged (null unless `DELETED`).
+    async fn purge_at(&self) -> Option<DateTime<Utc>> {
+        self.row.purge_at
+    }
+
+    /// The latest reveal (`secretValue`) or fetch (`resourceSecrets`) of a value, recorded
+    /// within `STRONGROOM_USAGE_FLUSH_SECONDS`.
+    async fn last_accessed_at(&self) -> Option<DateTime<Utc>> {
+        self.row.last_accessed_at
+    }
+
+    async fn rotation_period_days(&self) -> Option<i32> {
+        self.row.rotation_period_days
+    }
+
+    /// The last value change plus `rotationPeriodDays` (null without a period).
+    async fn rotation_due_at(&self) -> Option<DateTime<Utc>> {
+        self.row.rotation_due_at
     }
 
     async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Principal>> {
@@ -147,9 +191,15 @@ pub struct SecretValueResult {
 pub struct SecretFilter {
     /// Case-insensitive substring of the name.
     name_contains: Option<String>,
+    /// Only secrets in this state. Without it, every secret but the deleted ones.
+    state: Option<SecretState>,
+    /// Only secrets whose value no one revealed or fetched since then (or ever).
+    not_accessed_since: Option<DateTime<Utc>>,
+    /// Only secrets whose rotation is due (`true`), or not due (`false`).
+    rotation_due: Option<bool>,
 }
 
-fn parse_name(name: &str) -> async_graphql::Result<SecretName> {
+pub(super) fn parse_name(name: &str) -> async_graphql::Result<SecretName> {
     SecretName::parse(name).extend()
 }
 
@@ -189,8 +239,12 @@ impl SecretQuery {
     ) -> async_graphql::Result<Connection<OpaqueCursor<String>, Secret, TotalCount>> {
         let org_id = actor(ctx)?.org_id();
         let db = app(ctx)?.db.read();
+        let filter = filter.unwrap_or_default();
         let filter = ListFilter {
-            name_contains: filter.unwrap_or_default().name_contains,
+            name_contains: filter.name_contains,
+            state: filter.state.map(Into::into),
+            not_accessed_since: filter.not_accessed_since,
+            rotation_due: filter.rotation_due.map(|due| (due, chrono::Utc::now())),
         };
         let look_ahead = ctx.look_ahead();
         let wants_dependents = look_ahead.field("nodes").field("dependents").exists()
@@ -257,6 +311,8 @@ pub struct CreateSecretInput {
     value: String,
     /// At most 1,024 characters.
     description: Option<String>,
+    /// Rotation is due this many days (1–3650) after each value change.
+    rotation_period_days: Option<i32>,
 }
 
 #[derive(SimpleObject)]
@@ -273,12 +329,23 @@ pub struct UpdateSecretInput {
     description: MaybeUndefined<String>,
     /// Check-and-set: fail with `VERSION_CONFLICT` unless this is the current version.
     expected_version: Option<i32>,
+    /// Days (1–3650) between value changes before rotation is due; `null` removes it,
+    /// omitted leaves it.
+    rotation_period_days: MaybeUndefined<i32>,
 }
 
 #[derive(SimpleObject)]
 #[graphql(complex)]
 pub struct UpdateSecretPayload {
     secret: Secret,
+}
+
+impl UpdateSecretPayload {
+    pub fn new(secret: secret::Model) -> Self {
+        Self {
+            secret: secret.into(),
+        }
+    }
 }
 
 #[ComplexObject]
@@ -302,12 +369,17 @@ pub struct DeleteSecretInput {
     /// Change nothing; list what the delete would affect.
     #[graphql(default = false)]
     dry_run: bool,
+    /// Days (0–30) the secret stays restorable before it is purged; 0 shreds it now.
+    /// Default: `STRONGROOM_RECOVERY_WINDOW_DAYS` (7).
+    recovery_window_days: Option<i32>,
 }
 
 #[derive(SimpleObject)]
 pub struct DeleteSecretPayload {
     /// Null on a dry run.
     deleted_secret_id: Option<ID>,
+    /// When the secret will be purged; null on a dry run or when it was shredded at once.
+    purge_at: Option<DateTime<Utc>>,
     /// Every resource that references the secret, as it stands afterwards.
     affected_dependents: Vec<Dependent>,
 }
@@ -333,7 +405,7 @@ impl SecretMutation {
                 .map(Description::parse)
                 .transpose()
                 .extend()?,
-            rotation_period_days: None,
+            rotation_period_days: check_rotation_period(input.rotation_period_days).extend()?,
         };
         let data = app(ctx)?;
         let secret = service::create(&data.db, data.keys.as_ref(), &actor, new)
@@ -357,11 +429,18 @@ impl SecretMutation {
             MaybeUndefined::Null => Some(None),
             MaybeUndefined::Value(text) => Some(Some(Description::parse(text).extend()?)),
         };
+        let rotation_period_days = match input.rotation_period_days {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(days) => Some(check_rotation_period(Some(days)).extend()?),
+        };
         let change = SecretUpdate {
             name: parse_name(&input.name)?,
             value: input.value.map(SecretValue::parse).transpose().extend()?,
             description,
             expected_version: input.expected_version,
+            rotation_period_days,
+            rolled_back_from: None,
         };
         let data = app(ctx)?;
         let secret = service::update(
@@ -373,12 +452,12 @@ impl SecretMutation {
         )
         .await
         .extend()?;
-        Ok(UpdateSecretPayload {
-            secret: secret.into(),
-        })
+        Ok(UpdateSecretPayload::new(secret))
     }
 
-    /// Deletes a secret and destroys every version's wrapped data key.
+    /// Deletes a secret: it becomes `DELETED` (values unreadable, name reserved) and is
+    /// purged — every version's wrapped data key destroyed — when its recovery window
+    /// ends, unless restored first. A window of 0 purges at once.
     #[graphql(guard = "RoleGuard::new(Role::Admin)")]
     async fn delete_secret(
         &self,
@@ -387,10 +466,21 @@ impl SecretMutation {
     ) -> async_graphql::Result<DeleteSecretPayload> {
         let actor = actor(ctx)?;
         let name = parse_name(&input.name)?;
-        let outcome = service::delete(&app(ctx)?.db, &actor, &name, input.force, input.dry_run)
+        let data = app(ctx)?;
+        let window = match input.recovery_window_days {
+            None => data.recovery_window,
+            Some(days @ 0..=30) => chrono::TimeDelta::days(i64::from(days)),
+            Some(_) => {
+                let error =
+                    crate::Error::bad_input("`recoveryWindowDays` is 0 to 30 (0 purges at once)");
+                return Err(async_graphql::ErrorExtensions::extend(&error));
+            }
+        };
+        let outcome = service::delete(&data.db, &actor, &name, input.force, input.dry_run, window)
             .await
             .extend()?;
         Ok(DeleteSecretPayload {
+            purge_at: outcome.deleted.as_ref().and_then(|s| s.purge_at),
             deleted_secret_id: outcome.deleted.map(|s| ids::encode(ids::SECRET, s.id)),
             affected_dependents: dependents(outcome.affected),
         })

@@ -684,7 +684,7 @@ impl<'s> Generator<'s> {
 
 /// Whether a root field destroys what it names (it runs last, against objects made for it).
 fn is_destructive(root: &str) -> bool {
-    ["delete", "revoke", "remove", "destroy"]
+    ["delete", "revoke", "remove", "destroy", "purge"]
         .iter()
         .any(|verb| root.starts_with(verb))
 }
@@ -882,6 +882,14 @@ impl Fixture {
                 id: text(&doomed["id"]),
                 name,
             };
+            for prefix in ["TOGGLED", "RESTORABLE", "PURGEABLE"] {
+                let name = format!("{prefix}_{}", role.word().to_uppercase());
+                app.create_secret(&name, &issued.value()).await;
+                if prefix != "TOGGLED" {
+                    let input = json!({ "input": { "name": name } });
+                    data(&app.admin(crate::helpers::DELETE_SECRET, input).await);
+                }
+            }
             let name = format!("doomed-{}", role.word());
             let doomed_resource = Made {
                 id: upsert_resource(app, &name, &[]).await,
@@ -911,6 +919,16 @@ impl Fixture {
             )
             .collect();
         upsert_resource(app, "doomed-dependent", &doomed_dependent).await;
+        // The dependent of the secrets the lifecycle mutations act on.
+        let lifecycle: Vec<String> = ["TOGGLED", "RESTORABLE", "PURGEABLE"]
+            .iter()
+            .flat_map(|prefix| {
+                Role::ALL
+                    .iter()
+                    .map(move |role| format!("{prefix}_{}", role.word().to_uppercase()))
+            })
+            .collect();
+        upsert_resource(app, "lifecycle-dependent", &lifecycle).await;
         let awaited: Vec<String> = roles
             .values()
             .map(|targets| targets.awaited_secret.clone())
@@ -1019,11 +1037,16 @@ impl Fixture {
     fn text(&mut self, site: Site<'_>) -> Option<String> {
         match site.owner {
             "value" => Some(self.issued.value()),
-            "description" => Some("probed by the guard-coverage test".to_owned()),
+            "description" | "reason" => Some("probed by the guard-coverage test".to_owned()),
             "field" => Some(REFERENCE_FIELD.to_owned()),
             owner if owner == "name" || owner.ends_with("Name") => {
                 let kind = site.kind()?;
                 let role = site.role;
+                if kind == Kind::Secret
+                    && let Some(prefix) = lifecycle_target(site.root)
+                {
+                    return Some(format!("{prefix}_{}", role.word().to_uppercase()));
+                }
                 Some(match (kind, site.purpose(kind)) {
                     (Kind::Secret, Purpose::Fresh) => self.targets(role).awaited_secret.clone(),
                     (Kind::Secret, Purpose::Existing) => GUARDED_SECRET.to_owned(),
@@ -1057,6 +1080,20 @@ impl Fixture {
             (Kind::ApiToken, _) => return None,
         })
     }
+}
+
+/// The secret a lifecycle mutation acts on, per role: one to disable and enable, and one
+/// deleted secret each to restore and to purge (made by [`Fixture::create`]).
+fn lifecycle_target(root: &str) -> Option<&'static str> {
+    [
+        ("disable", "TOGGLED"),
+        ("enable", "TOGGLED"),
+        ("restore", "RESTORABLE"),
+        ("purge", "PURGEABLE"),
+    ]
+    .into_iter()
+    .find(|(verb, _)| root.starts_with(verb))
+    .map(|(_, prefix)| prefix)
 }
 
 /// A generated operation needs a value the fixture has no rule for: say which.

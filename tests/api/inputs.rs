@@ -66,6 +66,7 @@ const TABLES: &[&str] = &[
     "resource_references",
     "deployments",
     "deployment_pins",
+    "secret_usage",
 ];
 
 /// Refused in every position but a secret value: C0 (NUL, its neighbour, ESC, the last

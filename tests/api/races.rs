@@ -149,7 +149,11 @@ async fn deploys_racing_guarded_deletes_never_both_win(store: Store) {
         .copied()
         .unwrap_or(0) as i64;
     assert_eq!(
-        count(&app, "SELECT COUNT(*) FROM secrets").await,
+        count(
+            &app,
+            "SELECT COUNT(*) FROM secrets WHERE state <> 'DELETED'"
+        )
+        .await,
         deploys_won
     );
     assert_eq!(

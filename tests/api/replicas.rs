@@ -174,7 +174,8 @@ async fn deploys_and_guarded_deletes_hold_across_replicas() {
             _ => panic!("round {round}: both or neither won: {pair:#?}"),
         }
     }
-    let split_secrets = "SELECT COUNT(*) FROM secrets WHERE name LIKE 'SPLIT%'";
+    let split_secrets =
+        "SELECT COUNT(*) FROM secrets WHERE name LIKE 'SPLIT%' AND state <> 'DELETED'";
     assert_eq!(app.sql_query_one_i64(split_secrets).await, deploys_won);
     let not_active = "SELECT COUNT(*) FROM deployments WHERE state = 'FAILED'";
     assert_eq!(app.sql_query_one_i64(not_active).await, 0);

@@ -2,8 +2,8 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    CREATE_SECRET, DELETE_SECRET, SECRET, SECRET_VALUE, Store, TestApp, UPDATE_SECRET, VIEWER,
-    assert_code, both_stores, data, error_codes,
+    CREATE_SECRET, DELETE_SECRET, SECRET_VALUE, Store, TestApp, UPDATE_SECRET, VIEWER, assert_code,
+    both_stores, data, error_codes,
 };
 
 both_stores!(
@@ -126,8 +126,11 @@ pub async fn lifecycle_on(app: &TestApp, key_id: Option<&str>) {
         data(&deleted)["deleteSecret"]["deletedSecretId"],
         secret["id"]
     );
-    let gone = app.admin(SECRET, json!({ "name": NAME })).await;
-    assert!(data(&gone)["secret"].is_null(), "{gone}");
+    // Deleted, not yet purged: still visible (to be restored), values unreadable.
+    let query = "query($name: String!) { secret(name: $name) { state purgeAt } }";
+    let gone = app.admin(query, json!({ "name": NAME })).await;
+    assert_eq!(data(&gone)["secret"]["state"], "DELETED", "{gone}");
+    assert!(data(&gone)["secret"]["purgeAt"].is_string(), "{gone}");
     assert_code(
         &app.admin(SECRET_VALUE, json!({ "name": NAME })).await,
         "NOT_FOUND",
