@@ -39,7 +39,8 @@ impl AuditEvent {
         self.0.occurred_at
     }
 
-    /// Who acted; null for the command line (`strongroom bootstrap`).
+    /// Who acted; null for the command line (`strongroom bootstrap`) and the background
+    /// sweeps (a purge at the end of a recovery window, a rotation coming due).
     async fn principal(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Principal>> {
         load_principal(ctx, self.0.principal_id).await
     }

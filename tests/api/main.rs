@@ -17,6 +17,7 @@ mod guards;
 mod inputs;
 mod kms;
 mod leaks;
+mod lifecycle;
 mod limits;
 mod races;
 mod replicas;
