@@ -28,6 +28,9 @@ pub enum Error {
     BadInput(String),
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// A name held by a deleted secret awaiting its purge; the message says what to do.
+    #[error("{0}")]
+    NameReserved(String),
     /// Deploying (or serving) a resource whose referenced secrets do not exist.
     #[error("these referenced secrets do not exist: {}", .0.join(", "))]
     MissingSecrets(Vec<String>),
@@ -73,7 +76,7 @@ impl Error {
             Self::Forbidden => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadInput(_) => "BAD_USER_INPUT",
-            Self::AlreadyExists(_) => "ALREADY_EXISTS",
+            Self::AlreadyExists(_) | Self::NameReserved(_) => "ALREADY_EXISTS",
             Self::MissingSecrets(_) => "MISSING_SECRETS",
             Self::SecretDisabled(_) => "SECRET_DISABLED",
             Self::HasDependents(_) => "HAS_DEPENDENTS",

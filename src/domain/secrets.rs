@@ -149,12 +149,15 @@ pub(crate) async fn find_existing<C: ConnectionTrait>(
 /// `ALREADY_EXISTS` for a name taken, saying what to do when a deleted secret holds it.
 fn name_taken(existing: Option<&secret::Model>, name: &SecretName) -> Error {
     match existing {
-        Some(s) if SecretState::of(s) == SecretState::Deleted => Error::AlreadyExists(format!(
-            "secret {name} (deleted, to be purged at {}: restore it with restoreSecret, or \
-             purge it with purgeSecret to reuse the name; it)",
-            s.purge_at
-                .map_or_else(|| "once its window ends".to_owned(), |t| t.to_rfc3339())
-        )),
+        Some(s) if SecretState::of(s) == SecretState::Deleted => {
+            let when = s
+                .purge_at
+                .map_or_else(|| "soon".to_owned(), |t| format!("at {}", t.to_rfc3339()));
+            Error::NameReserved(format!(
+                "secret {name} already exists, deleted and to be purged {when}: restore it \
+                 with restoreSecret, or purge it now with purgeSecret to reuse the name"
+            ))
+        }
         _ => Error::AlreadyExists(format!("secret {name}")),
     }
 }
