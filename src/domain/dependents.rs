@@ -137,10 +137,41 @@ pub async fn dependents_of<C: ConnectionTrait>(
     org_id: Uuid,
     name_keys: &[String],
 ) -> Result<HashMap<String, Vec<Dependent>>> {
+    dependents_among(conn, org_id, name_keys, None).await
+}
+
+/// [`dependents_of`], of one resource only: what a deploy of it changes, without reading
+/// every other dependent of its secrets (a redeploy of a thousand stale resources would
+/// otherwise read a thousand dependents for each).
+pub async fn dependents_of_resource<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    name_keys: &[String],
+    resource_id: Uuid,
+) -> Result<HashMap<String, Vec<Dependent>>> {
+    dependents_among(conn, org_id, name_keys, Some(resource_id)).await
+}
+
+async fn dependents_among<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    name_keys: &[String],
+    resource_id: Option<Uuid>,
+) -> Result<HashMap<String, Vec<Dependent>>> {
     if name_keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = conn.query_all(&dependents_query(org_id, name_keys)).await?;
+    let mut query = dependents_query(org_id, name_keys);
+    if let Some(resource_id) = resource_id {
+        query.and_where(
+            Expr::col((
+                resource_reference::Entity,
+                resource_reference::Column::ResourceId,
+            ))
+            .eq(resource_id),
+        );
+    }
+    let rows = conn.query_all(&query).await?;
 
     let mut by_name: HashMap<String, Vec<Dependent>> = HashMap::new();
     // A deployment pins a secret once per field that references it, all at one version:

@@ -5,6 +5,7 @@ pub mod dependents;
 pub mod identity;
 pub mod lifecycle;
 pub mod plaintext;
+pub mod redeploy;
 pub mod resources;
 pub mod rotation;
 pub mod secrets;

@@ -274,15 +274,29 @@ pub async fn delete(db: &Db, actor: &Actor, id: Uuid) -> Result<resource::Model>
 /// and the referenced secrets (share-locked: a delete or update of one of them waits for
 /// this deployment to commit, then sees it; one that committed first is seen here). The
 /// unique index on current deployments backs this up.
-pub async fn deploy(
-    db: &Db,
-    actor: &Actor,
-    id: Uuid,
-) -> Result<(
+pub async fn deploy(db: &Db, actor: &Actor, id: Uuid) -> Result<Deployed> {
+    deploy_if_stale_on(db, actor, id, None)
+        .await?
+        .ok_or_else(|| Error::Internal("an unconditional deploy was skipped".into()))
+}
+
+/// A deploy's result: the resource, its new deployment and that deployment's pins.
+pub type Deployed = (
     resource::Model,
     deployment::Model,
     Vec<deployment_pin::Model>,
-)> {
+);
+
+/// [`deploy`]; with `stale_on` (a secret's name key), only if the resource is still
+/// `STALE` on that secret once its row is locked, and `None`, changing nothing, if it no
+/// longer is (redeployed, its reference removed, the secret changed meanwhile): a redeploy
+/// of the stale must not redeploy what someone else already brought up to date.
+pub async fn deploy_if_stale_on(
+    db: &Db,
+    actor: &Actor,
+    id: Uuid,
+    stale_on: Option<&str>,
+) -> Result<Option<Deployed>> {
     let org_id = actor.org_id();
     let txn = db::begin_write(db).await?;
     let row = resource::Entity::find_by_id(id)
@@ -298,6 +312,27 @@ pub async fn deploy(
         .into_iter()
         .map(|s| (s.name_key.clone(), s))
         .collect();
+    // How each of this resource's references stands before the deploy: to announce the
+    // ones it changes, and to tell whether it is still stale on `stale_on`.
+    let before: HashMap<(String, String), DependentState> =
+        dependents::dependents_of_resource(&txn, org_id, &keys, row.id)
+            .await?
+            .into_iter()
+            .flat_map(|(key, list)| {
+                list.into_iter()
+                    .filter(|d| d.resource.id == row.id)
+                    .map(move |d| ((key.clone(), d.field), d.state))
+            })
+            .collect();
+    if let Some(key) = stale_on {
+        let still_stale = before
+            .iter()
+            .any(|((k, _), state)| k == key && *state == DependentState::Stale);
+        if !still_stale {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+    }
     let missing = unique(
         references
             .iter()
@@ -319,19 +354,6 @@ pub async fn deploy(
         txn.rollback().await?;
         return Err(Error::SecretDisabled(disabled));
     }
-
-    // How each of this resource's references stands before the deploy, to announce the
-    // ones it changes.
-    let before: HashMap<(String, String), DependentState> =
-        dependents::dependents_of(&txn, org_id, &keys)
-            .await?
-            .into_iter()
-            .flat_map(|(key, list)| {
-                list.into_iter()
-                    .filter(|d| d.resource.id == row.id)
-                    .map(move |d| ((key.clone(), d.field), d.state))
-            })
-            .collect();
 
     let at = now();
     let deployment = deployment::Model {
@@ -411,5 +433,5 @@ pub async fn deploy(
         ));
     }
     db.events().commit(txn, notices).await?;
-    Ok((row, deployment, pins))
+    Ok(Some((row, deployment, pins)))
 }

@@ -20,6 +20,7 @@ use super::{
 use crate::domain::{
     Description, ReferenceField, ResourceName, Role, SecretName,
     dependents::{self, DependentState as State, DeploymentState as Deployed},
+    redeploy,
     resources::{self as service, NewReference, ResourceSpec},
 };
 
@@ -90,7 +91,7 @@ impl Resource {
     ) -> async_graphql::Result<Option<Deployment>> {
         Ok(load(ctx, CurrentDeployment(self.0.id))
             .await?
-            .map(Deployment))
+            .map(|d| Deployment(d, self.0.clone())))
     }
 
     async fn created_at(&self) -> DateTime<Utc> {
@@ -128,12 +129,18 @@ impl SecretReference {
 }
 
 /// A deployment: the secret versions a resource was deployed with.
-pub struct Deployment(deployment::Model);
+// With its resource, known wherever a deployment is answered.
+pub struct Deployment(deployment::Model, resource::Model);
 
 #[Object]
 impl Deployment {
     async fn id(&self) -> ID {
         ids::encode(ids::DEPLOYMENT, self.0.id)
+    }
+
+    /// The resource deployed.
+    async fn resource(&self) -> Resource {
+        Resource(self.1.clone())
     }
 
     async fn state(&self) -> async_graphql::Result<DeploymentState> {
@@ -415,8 +422,8 @@ impl ResourceMutation {
         let id = resource_id(&input.id)?;
         let (row, deployment, _) = service::deploy(&app(ctx)?.db, &actor, id).await.extend()?;
         Ok(DeployResourcePayload {
+            deployment: Deployment(deployment, row.clone()),
             resource: Resource(row),
-            deployment: Deployment(deployment),
         })
     }
 
@@ -434,4 +441,61 @@ impl ResourceMutation {
             deleted_resource_id: ids::encode(ids::RESOURCE, row.id),
         })
     }
+
+    /// Deploys every resource whose dependent state for `secretName` is STALE, each in its
+    /// own transaction, one after the other: one that cannot deploy is listed in `failed`
+    /// and changes nothing; one that stopped being stale meanwhile is skipped. NOT_FOUND if
+    /// the secret does not exist; SECRET_DISABLED, trying nothing, if it is disabled.
+    /// Audited as one `secret.redeploy_stale` event, besides each deploy's own.
+    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    async fn redeploy_stale(
+        &self,
+        ctx: &Context<'_>,
+        input: RedeployStaleInput,
+    ) -> async_graphql::Result<RedeployStalePayload> {
+        let actor = actor(ctx)?;
+        let name = SecretName::parse(&input.secret_name).extend()?;
+        let done = redeploy::redeploy_stale(&app(ctx)?.db, &actor, &name)
+            .await
+            .extend()?;
+        Ok(RedeployStalePayload {
+            deployments: done
+                .deployed
+                .into_iter()
+                .map(|(resource, deployment)| Deployment(deployment, resource))
+                .collect(),
+            failed: done
+                .failed
+                .into_iter()
+                .map(|failure| RedeployFailure {
+                    code: failure.error.code().to_owned(),
+                    message: failure.error.public_message(),
+                    resource: Resource(failure.resource),
+                })
+                .collect(),
+        })
+    }
+}
+
+#[derive(InputObject)]
+pub struct RedeployStaleInput {
+    secret_name: String,
+}
+
+#[derive(SimpleObject)]
+pub struct RedeployStalePayload {
+    /// The deployments made, one per resource that was stale.
+    deployments: Vec<Deployment>,
+    /// The stale resources that could not be deployed; each is unchanged.
+    failed: Vec<RedeployFailure>,
+}
+
+/// A stale resource whose deploy was refused, and why.
+#[derive(SimpleObject)]
+pub struct RedeployFailure {
+    resource: Resource,
+    /// The error code its `deployResource` would have answered (`MISSING_SECRETS`,
+    /// `SECRET_DISABLED`...).
+    code: String,
+    message: String,
 }

@@ -85,6 +85,12 @@ const GUARDED_SECRET: &str = "GUARDED_SECRET";
 const GUARDED_PIPELINE: &str = "guarded-pipeline";
 /// Where resources use the secrets they reference.
 const REFERENCE_FIELD: &str = "sink.key";
+/// What `redeployStale` is given: its dependents `redeploy-stale` and `redeploy-failing`
+/// are stale on it, and the second also references a secret that never exists, so the
+/// admin's call both deploys and fails one (earlier probes deploy and update
+/// `GUARDED_SECRET`, which would leave nothing stale by then).
+const REDEPLOY_SECRET: &str = "REDEPLOY_SECRET";
+const NEVER_CREATED: &str = "NEVER_CREATED";
 
 const UPSERT_RESOURCE: &str = "mutation($input: UpsertResourceInput!) {
     upsertResource(input: $input) { resource { id } } }";
@@ -846,8 +852,8 @@ struct Fixture {
 
 impl Fixture {
     /// Creates, as the admin: `GUARDED_SECRET` (two versions), `guarded-pipeline`
-    /// referencing it and deployed, a third version (so the pipeline is stale), a MEMBER
-    /// and a VIEWER service account, and for each role a doomed secret, resource and token
+    /// referencing it and deployed, a third version (so the pipeline is stale), what
+    /// `redeployStale` acts on ([`REDEPLOY_SECRET`]), a MEMBER and a VIEWER service account, and for each role a doomed secret, resource and token
     /// and an awaited secret name. Audit events exist by then.
     async fn create(app: &TestApp) -> Self {
         let mut issued = Issued {
@@ -866,6 +872,17 @@ impl Fixture {
             "ACTIVE"
         );
         update_secret(app, GUARDED_SECRET, &issued.value()).await;
+
+        app.create_secret(REDEPLOY_SECRET, &issued.value()).await;
+        let redeployed = [REDEPLOY_SECRET.to_owned()];
+        for name in ["redeploy-stale", "redeploy-failing"] {
+            let id = upsert_resource(app, name, &redeployed).await;
+            let response = app.admin(DEPLOY_RESOURCE, json!({ "id": id })).await;
+            data(&response);
+        }
+        update_secret(app, REDEPLOY_SECRET, &issued.value()).await;
+        let failing = [REDEPLOY_SECRET.to_owned(), NEVER_CREATED.to_owned()];
+        upsert_resource(app, "redeploy-failing", &failing).await;
 
         let member = app.create_service_account("MEMBER").await;
         let viewer = app.create_service_account("VIEWER").await;
@@ -1042,6 +1059,9 @@ impl Fixture {
             owner if owner == "name" || owner.ends_with("Name") => {
                 let kind = site.kind()?;
                 let role = site.role;
+                if kind == Kind::Secret && site.root.starts_with("redeploy") {
+                    return Some(REDEPLOY_SECRET.to_owned());
+                }
                 if kind == Kind::Secret
                     && let Some(prefix) = lifecycle_target(site.root)
                 {

@@ -20,6 +20,7 @@ mod leaks;
 mod lifecycle;
 mod limits;
 mod races;
+mod redeploy;
 mod replicas;
 mod secrets;
 mod shape;
