@@ -15,7 +15,7 @@ use crate::{
         LocalKeyProvider, MasterKey,
     },
     db::{self, Db},
-    domain::{audit::AuditLog, identity, lifecycle, rotation},
+    domain::{audit::AuditLog, identity, lifecycle, rotation, usage::Usage},
     graphql::{self, AppData, PersistedQueries},
     http::{self, AppState, KeyCheck, Sessions, TokenRateLimiter},
     metrics::Metrics,
@@ -226,8 +226,11 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         // Before serving: no change committed from now on escapes a subscriber.
         db.events().listen(pool).await?;
     }
+    let usage = Usage::default();
+    let flusher = usage.start_flusher(db.clone(), Duration::from_secs(args.usage_flush_seconds));
     let data = AppData {
         audit: AuditLog::start(db.write().clone()),
+        usage,
         tokens: Arc::new(Authenticator::new(Duration::from_millis(
             args.auth_cache_millis,
         ))),
@@ -270,6 +273,8 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         .await
         .map_err(|e| Error::Internal(format!("server error: {e}")))?;
     sessions.drained(Duration::from_secs(2)).await;
+    // Every request has finished: what they noted is all there is to write.
+    flusher.shutdown(Duration::from_secs(10)).await;
     tracing::info!("shut down");
     Ok(())
 }

@@ -255,6 +255,11 @@ pub struct ServeArgs {
     /// `scheme://host[:port]` as browsers send it. Empty (the default): CORS is off.
     #[arg(long, env = "STRONGROOM_CORS_ORIGINS", value_delimiter = ',', value_parser = CorsOrigin::parse)]
     pub cors_origins: Vec<CorsOrigin>,
+    /// Seconds between writes of who fetched what (`Dependent.lastFetchedAt`...) and of
+    /// `Secret.lastAccessedAt`: fetches are coalesced in memory meanwhile, so each resource
+    /// and secret costs at most one write per interval. A crash loses at most this much.
+    #[arg(long, env = "STRONGROOM_USAGE_FLUSH_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub usage_flush_seconds: u64,
     #[command(flatten)]
     pub limits: Limits,
 }

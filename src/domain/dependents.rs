@@ -86,6 +86,8 @@ impl DependentState {
 #[derive(Clone, Debug)]
 pub struct Dependent {
     pub resource: resource::Model,
+    /// The secret referenced, by case-folded name (what its usage is recorded under).
+    pub secret_name_key: String,
     pub field: String,
     pub state: DependentState,
     pub deployed_version: Option<i32>,
@@ -208,8 +210,9 @@ async fn dependents_among<C: ConnectionTrait>(
             (Some((_, at)), Some(version)) => (Some(version), Some(*at)),
             _ => (None, None),
         };
-        by_name.entry(key).or_default().push(Dependent {
+        by_name.entry(key.clone()).or_default().push(Dependent {
             resource: resource::Model::from_query_result(&row, RESOURCE_PREFIX)?,
+            secret_name_key: key,
             field: row.try_get("", "ref_field")?,
             state,
             deployed_version,

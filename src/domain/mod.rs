@@ -9,6 +9,7 @@ pub mod redeploy;
 pub mod resources;
 pub mod rotation;
 pub mod secrets;
+pub mod usage;
 mod values;
 
 use uuid::Uuid;

@@ -3,9 +3,14 @@
 //! (`resourceSecrets`). Both decrypt, then record the access in the audit log, and return
 //! the value only once that record is durable: if it cannot be written, the caller gets an
 //! error and no value (fail-closed).
-use std::collections::{BTreeMap, HashMap};
+//!
+//! A disabled secret is refused (`SECRET_DISABLED`), and the refusal is answered only once
+//! it is recorded, like a read. A deleted secret (pending purge) is absent: `NOT_FOUND` for
+//! a reveal, a missing secret for a fetch. Neither is ever decrypted. Every fetch, served
+//! or refused, is also noted for [`super::usage`] (in memory; written later, in batches).
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use entity::{secret, secret_version};
+use entity::{deployment, deployment_pin, resource, secret, secret_version};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait},
@@ -16,7 +21,9 @@ use super::{
     Actor, SecretName, SecretValue,
     audit::{AuditLog, Event, Outcome, Target},
     dependents::{self, DeploymentState},
-    resources, secrets,
+    resources,
+    secrets::{self, SecretState},
+    usage::{Fetch, FetchOutcome, Usage},
 };
 use crate::{
     Error, Result,
@@ -31,6 +38,8 @@ pub struct Plaintext<'a> {
     pub db: &'a Db,
     pub keys: &'a dyn KeyProvider,
     pub audit: &'a AuditLog,
+    /// Where fetches and accesses are noted (no write on this path).
+    pub usage: &'a Usage,
 }
 
 /// A decrypted value, as revealed to an admin.
@@ -87,12 +96,15 @@ async fn find_with_version<C: ConnectionTrait>(
         .filter(wanted)
         .one(conn)
         .await?;
+    // A deleted secret is absent, whichever version is asked for.
+    let present = |secret: &secret::Model| SecretState::of(secret) != SecretState::Deleted;
     match found {
-        Some((row, Some(secret))) => Ok((secret, row)),
+        Some((row, Some(secret))) if present(&secret) => Ok((secret, row)),
         _ => {
             // Say which is missing: the secret, or only that version of it.
             let secret = secrets::find(conn, org_id, name)
                 .await?
+                .filter(present)
                 .ok_or_else(|| Error::not_found(format!("secret {name}")))?;
             let version = version.unwrap_or(secret.current_version);
             Err(Error::not_found(format!(
@@ -104,7 +116,8 @@ async fn find_with_version<C: ConnectionTrait>(
 
 impl Plaintext<'_> {
     /// Decrypts a version (the current one by default) and records the reveal. If the audit
-    /// event cannot be written, the value is not returned.
+    /// event cannot be written, the value is not returned. A disabled secret is refused
+    /// without being decrypted, and the refusal recorded.
     pub async fn reveal(
         &self,
         actor: &Actor,
@@ -116,10 +129,22 @@ impl Plaintext<'_> {
         let version = row.version;
         let target = Target::secret(Some(secret.id), &secret.name);
         let detail = serde_json::json!({ "version": version });
+        if SecretState::of(&secret) == SecretState::Disabled {
+            let event = Event {
+                action: "secret.reveal".into(),
+                outcome: Outcome::Denied,
+                target: Some(target),
+                detail: Some(serde_json::json!({ "version": version, "code": "SECRET_DISABLED" })),
+            };
+            // Fail-closed like a read: no answer that the audit log does not hold.
+            self.audit.record(actor, event).await?;
+            return Err(Error::SecretDisabled(vec![secret.name]));
+        }
         match decrypt_version(self.keys, &secret, &row).await {
             Ok(value) => {
                 let event = Event::allowed("secret.reveal", target).with_detail(detail);
                 self.audit.record(actor, event).await?;
+                self.usage.accessed(secret.id, super::now());
                 Ok(Revealed {
                     name: secret.name,
                     version,
@@ -142,7 +167,9 @@ impl Plaintext<'_> {
     }
 
     /// The values of the versions the resource's current deployment is pinned to (not the
-    /// current versions). Audited per call with the deployment served.
+    /// current versions). Audited per call with the deployment served. Refused, serving
+    /// nothing, when the deployment failed or a pinned secret is missing or deleted
+    /// (`MISSING_SECRETS`), or when one is disabled (`SECRET_DISABLED`, audited).
     pub async fn resolve_secrets(&self, actor: &Actor, id: Uuid) -> Result<Vec<ResolvedSecret>> {
         let org_id = actor.org_id();
         // One snapshot: a redeploy and a prune committing meanwhile cannot take a pinned
@@ -158,21 +185,22 @@ impl Plaintext<'_> {
             .ok_or_else(|| Error::not_found(format!("an active deployment of {}", row.name)))?;
         let pins = dependents::pins_of(&snapshot, &[deployment.id]).await?;
         let secret_ids: Vec<Uuid> = super::unique(pins.iter().map(|p| p.secret_id));
+        // A deleted secret keeps its rows until purged; none of its values is served.
         let live: HashMap<Uuid, secret::Model> = secret::Entity::find()
             .filter(secret::Column::OrgId.eq(org_id))
             .filter(secret::Column::Id.is_in(secret_ids))
             .all(&snapshot)
             .await?
             .into_iter()
+            .filter(|s| SecretState::of(s) != SecretState::Deleted)
             .map(|s| (s.id, s))
             .collect();
-        let missing = super::unique(
-            pins.iter()
-                .filter(|p| !live.contains_key(&p.secret_id))
-                .map(|p| p.secret_name.clone()),
-        );
-        if deployment.state != DeploymentState::Active.as_str() || !missing.is_empty() {
-            return Err(Error::MissingSecrets(missing));
+        let refusal = Refusal::of(&deployment, &pins, &live);
+        if !refusal.is_none() {
+            snapshot.commit().await?;
+            return Err(self
+                .refuse(actor, &row, deployment.id, &pins, refusal)
+                .await);
         }
         let pinned = super::unique(pins.iter().map(|p| (p.secret_id, p.version)));
         let versions = secrets::versions_by_number(&snapshot, &pinned).await?;
@@ -200,6 +228,11 @@ impl Plaintext<'_> {
                 .collect::<Vec<_>>(),
         }));
         self.audit.record(actor, event).await?;
+        let at = super::now();
+        for pin in &pins {
+            self.note_fetch(&row, pin, at, FetchOutcome::Served);
+            self.usage.accessed(pin.secret_id, at);
+        }
         Ok(pins
             .into_iter()
             .filter_map(|pin| {
@@ -212,6 +245,103 @@ impl Plaintext<'_> {
                 })
             })
             .collect())
+    }
+
+    /// Notes a refused fetch for the pins it concerns, and answers with its error. A
+    /// refusal for a disabled secret is recorded in the audit log first (fail-closed: if it
+    /// cannot be, the caller gets that error instead).
+    async fn refuse(
+        &self,
+        actor: &Actor,
+        resource: &resource::Model,
+        deployment_id: Uuid,
+        pins: &[deployment_pin::Model],
+        refusal: Refusal,
+    ) -> Error {
+        let at = super::now();
+        for pin in pins {
+            let outcome = if refusal.failed || refusal.missing_ids.contains(&pin.secret_id) {
+                FetchOutcome::Broken
+            } else if refusal.disabled_ids.contains(&pin.secret_id) {
+                FetchOutcome::Disabled
+            } else {
+                // Not served, but through no fault of this secret: its record stands.
+                continue;
+            };
+            self.note_fetch(resource, pin, at, outcome);
+        }
+        // A broken deployment stays broken once its secrets are enabled: that comes first.
+        if refusal.failed || !refusal.missing.is_empty() {
+            return Error::MissingSecrets(refusal.missing);
+        }
+        let event = Event {
+            action: "resource.fetch_secrets".into(),
+            outcome: Outcome::Denied,
+            target: Some(Target::resource(resource.id, &resource.name)),
+            detail: Some(serde_json::json!({
+                "deployment": deployment_id,
+                "code": "SECRET_DISABLED",
+                "disabledSecrets": refusal.disabled,
+            })),
+        };
+        match self.audit.record(actor, event).await {
+            Ok(()) => Error::SecretDisabled(refusal.disabled),
+            Err(e) => e,
+        }
+    }
+
+    fn note_fetch(
+        &self,
+        resource: &resource::Model,
+        pin: &deployment_pin::Model,
+        at: chrono::DateTime<chrono::Utc>,
+        outcome: FetchOutcome,
+    ) {
+        self.usage.fetched(Fetch {
+            org_id: resource.org_id,
+            resource_id: resource.id,
+            secret_name_key: pin.secret_name_key.clone(),
+            at,
+            version: (outcome == FetchOutcome::Served).then_some(pin.version),
+            outcome,
+        });
+    }
+}
+
+/// Why a deployment's values cannot be served, if they cannot.
+struct Refusal {
+    /// The deployment failed (a pinned secret was force-deleted).
+    failed: bool,
+    /// Pinned secrets that are gone or deleted: their names, and ids.
+    missing: Vec<String>,
+    missing_ids: HashSet<Uuid>,
+    /// Pinned secrets that are disabled.
+    disabled: Vec<String>,
+    disabled_ids: HashSet<Uuid>,
+}
+
+impl Refusal {
+    fn of(
+        deployment: &deployment::Model,
+        pins: &[deployment_pin::Model],
+        live: &HashMap<Uuid, secret::Model>,
+    ) -> Self {
+        let gone = |pin: &&deployment_pin::Model| !live.contains_key(&pin.secret_id);
+        let disabled = |pin: &&deployment_pin::Model| {
+            live.get(&pin.secret_id)
+                .is_some_and(|s| SecretState::of(s) == SecretState::Disabled)
+        };
+        Self {
+            failed: deployment.state != DeploymentState::Active.as_str(),
+            missing: super::unique(pins.iter().filter(gone).map(|p| p.secret_name.clone())),
+            missing_ids: pins.iter().filter(gone).map(|p| p.secret_id).collect(),
+            disabled: super::unique(pins.iter().filter(disabled).map(|p| p.secret_name.clone())),
+            disabled_ids: pins.iter().filter(disabled).map(|p| p.secret_id).collect(),
+        }
+    }
+
+    fn is_none(&self) -> bool {
+        !self.failed && self.missing.is_empty() && self.disabled.is_empty()
     }
 }
 

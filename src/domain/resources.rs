@@ -419,6 +419,7 @@ pub async fn deploy_if_stale_on(
         }
         let now_up_to_date = Dependent {
             resource: row.clone(),
+            secret_name_key: pin.secret_name_key.clone(),
             field: pin.field.clone(),
             state: DependentState::UpToDate,
             deployed_version: Some(pin.version),

@@ -129,6 +129,7 @@ mod tests {
             identity,
             plaintext::Plaintext,
             secrets::{self, NewSecret, SecretUpdate},
+            usage::Usage,
         },
         metrics::ProviderCalls,
     };
@@ -208,12 +209,14 @@ mod tests {
 
         let new_only: Arc<dyn KeyProvider> = Arc::new(keyring(&[NEW]));
         let audit = AuditLog::start(db.write().clone());
+        let usage = Usage::default();
         for (name, version, value) in [("A", 1, "alpha"), ("A", 2, "alpha-2"), ("B", 1, "bravo")] {
             let name = SecretName::parse(name).expect("name");
             let plaintext = Plaintext {
                 db: &db,
                 keys: new_only.as_ref(),
                 audit: &audit,
+                usage: &usage,
             };
             let revealed = plaintext
                 .reveal(&actor, &name, Some(version))

@@ -173,6 +173,7 @@ impl SubscriptionRoot {
                 };
                 let dependent = dependents::Dependent {
                     resource: row,
+                    secret_name_key: notice.secret_name.to_ascii_lowercase(),
                     field: field.clone(),
                     state: *state,
                     deployed_version: *deployed_version,

@@ -6,11 +6,13 @@ use async_graphql::{
     Context, ErrorExtensions,
     dataloader::{DataLoader, HashMapCache, Loader},
 };
-use entity::{deployment, deployment_pin, principal, resource_reference, secret, secret_version};
+use entity::{
+    deployment, deployment_pin, principal, resource_reference, secret, secret_usage, secret_version,
+};
 use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
-use crate::domain::{Page, PageRequest, dependents, identity, resources, secrets};
+use crate::domain::{Page, PageRequest, dependents, identity, resources, secrets, usage};
 
 /// Loads `key` through the request's loader.
 pub async fn load<K>(
@@ -269,6 +271,36 @@ impl Loader<VersionCount> for DbLoader {
         Ok(counts
             .into_iter()
             .map(|(id, n)| (VersionCount(id), n))
+            .collect())
+    }
+}
+
+/// Key: a resource and a secret it references (case-folded name), for its last fetch.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UsageOf {
+    pub resource_id: Uuid,
+    pub secret_name_key: String,
+}
+
+impl Loader<UsageOf> for DbLoader {
+    type Value = secret_usage::Model;
+    type Error = Arc<crate::Error>;
+
+    async fn load(&self, keys: &[UsageOf]) -> Result<HashMap<UsageOf, Self::Value>, Self::Error> {
+        let pairs: Vec<(Uuid, String)> = keys
+            .iter()
+            .map(|k| (k.resource_id, k.secret_name_key.clone()))
+            .collect();
+        let found = usage::usage_of(&self.db, &pairs).await.map_err(Arc::new)?;
+        Ok(found
+            .into_iter()
+            .map(|((resource_id, secret_name_key), row)| {
+                let key = UsageOf {
+                    resource_id,
+                    secret_name_key,
+                };
+                (key, row)
+            })
             .collect())
     }
 }

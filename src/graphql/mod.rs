@@ -25,7 +25,7 @@ use crate::{
     config::Limits,
     crypto::KeyProvider,
     db::Db,
-    domain::{Principal, audit::AuditLog, plaintext::Plaintext},
+    domain::{Principal, audit::AuditLog, plaintext::Plaintext, usage::Usage},
 };
 use async_graphql::{
     MergedObject, Schema, SchemaBuilder,
@@ -66,6 +66,8 @@ pub struct AppData {
     pub keys: Arc<dyn KeyProvider>,
     /// Where reads of plaintext are recorded (group commit).
     pub audit: AuditLog,
+    /// Who fetched what, noted in memory and flushed in the background.
+    pub usage: Usage,
     pub tokens: Arc<Authenticator>,
     /// Queries kept for clients that send only their hash (APQ).
     pub persisted: PersistedQueries,
@@ -81,6 +83,7 @@ impl AppData {
             db: &self.db,
             keys: self.keys.as_ref(),
             audit: &self.audit,
+            usage: &self.usage,
         }
     }
 }

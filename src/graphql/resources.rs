@@ -6,14 +6,14 @@ use async_graphql::{
     connection::{Connection, OpaqueCursor},
 };
 use chrono::{DateTime, Utc};
-use entity::{deployment, deployment_pin, resource, resource_reference};
+use entity::{deployment, deployment_pin, resource, resource_reference, secret_usage};
 use uuid::Uuid;
 
 use super::{
     guard::{RoleGuard, actor, app},
     identity::{Principal, load_principal},
     ids,
-    loaders::{CurrentDeployment, PinsOf, ReferencesOf, SecretNamed, load},
+    loaders::{CurrentDeployment, PinsOf, ReferencesOf, SecretNamed, UsageOf, load},
     paging::{TotalCount, page_complexity, paged, to_connection},
     secrets::Secret,
 };
@@ -22,6 +22,7 @@ use crate::domain::{
     dependents::{self, DependentState as State, DeploymentState as Deployed},
     redeploy,
     resources::{self as service, NewReference, ResourceSpec},
+    usage,
 };
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -206,6 +207,60 @@ impl Dependent {
     async fn resource(&self) -> Resource {
         Resource(self.inner.resource.clone())
     }
+
+    /// When the resource last fetched this secret through `resourceSecrets`, served or
+    /// refused. Recorded within `STRONGROOM_USAGE_FLUSH_SECONDS`; null if never.
+    async fn last_fetched_at(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<DateTime<Utc>>> {
+        Ok(self.usage(ctx).await?.map(|u| u.last_fetched_at))
+    }
+
+    /// The version that last fetch served; null if it was refused. With `state: STALE`
+    /// and a recent `lastFetchedAt`, an old version here means the resource still runs it.
+    async fn last_fetched_version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i32>> {
+        Ok(self.usage(ctx).await?.and_then(|u| u.last_fetched_version))
+    }
+
+    /// How that last fetch ended.
+    async fn last_fetch_outcome(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<FetchOutcome>> {
+        let Some(usage) = self.usage(ctx).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            usage::FetchOutcome::parse(&usage.last_fetch_outcome)
+                .extend()?
+                .into(),
+        ))
+    }
+}
+
+impl Dependent {
+    /// The recorded usage, batched across the dependents of a request (and cached, so
+    /// the three fields above cost one key).
+    async fn usage(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<secret_usage::Model>> {
+        let key = UsageOf {
+            resource_id: self.inner.resource.id,
+            secret_name_key: self.inner.secret_name_key.clone(),
+        };
+        load(ctx, key).await
+    }
+}
+
+/// How a resource's last fetch of a secret (`resourceSecrets`) ended.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "usage::FetchOutcome")]
+pub enum FetchOutcome {
+    /// The pinned version was served.
+    Served,
+    /// Refused: the secret is disabled.
+    Disabled,
+    /// Refused: the secret is missing or deleted, or the deployment failed.
+    Broken,
 }
 
 impl From<dependents::Dependent> for Dependent {

@@ -25,3 +25,4 @@ mod replicas;
 mod secrets;
 mod shape;
 mod statements;
+mod usage;

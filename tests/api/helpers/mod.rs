@@ -333,6 +333,11 @@ impl TestApp {
 }
 
 impl Replica {
+    /// Stops the replica gracefully (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) {
+        self.server.stop();
+    }
+
     /// The replica's server log so far.
     pub fn logs(&self) -> String {
         self.server.logs()
