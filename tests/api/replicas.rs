@@ -219,3 +219,120 @@ async fn a_revoked_token_is_refused_by_every_replica() {
         assert_eq!(data(&viewer)["viewer"]["principal"]["id"], account.id);
     }
 }
+
+/// Three replicas sweeping one database every second: each secret whose window ends is
+/// purged exactly once (one audit row each, nothing left), and each due rotation is
+/// announced exactly once; meanwhile a restore and a purge of one deleted secret, sent
+/// together through different replicas, never both win.
+#[tokio::test(flavor = "multi_thread")]
+async fn lifecycle_sweeps_and_races_hold_across_replicas() {
+    const SECRETS: usize = 12;
+    let sweeping = [
+        ("STRONGROOM_SWEEP_INTERVAL_SECS", "1"),
+        ("STRONGROOM_RECOVERY_WINDOW_SECS", "2"),
+    ];
+    let app = TestApp::spawn_with(Store::Postgres, &sweeping).await;
+    let replicas: Vec<Replica> = (1..REPLICAS)
+        .map(|_| app.start_replica(&sweeping))
+        .collect();
+    let servers = servers(&app, &replicas);
+
+    let create =
+        "mutation($input: CreateSecretInput!) { createSecret(input: $input) { secret { id } } }";
+    for i in 0..SECRETS {
+        let input = json!({ "input": {
+            "name": format!("SWEPT_{i}"), "value": "v", "rotationPeriodDays": 1 } });
+        data(&app.admin(create, input).await);
+    }
+    let audited = |action: &str| {
+        format!(
+            "SELECT COUNT(*) FROM audit_events WHERE action = '{action}' \
+             AND target_name LIKE 'SWEPT%'"
+        )
+    };
+    let settled = |sql: String, want: i64| {
+        let app = &app;
+        async move {
+            let mut seen = -1;
+            for _ in 0..300 {
+                seen = app.sql_query_one_i64(&sql).await;
+                if seen >= want {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            seen
+        }
+    };
+    // Every rotation comes due at once: each replica's sweep sees all of them.
+    app.sql("UPDATE secrets SET rotation_due_at = created_at")
+        .await;
+    let announced = settled(audited("secret.rotation_due"), SECRETS as i64).await;
+    assert_eq!(announced, SECRETS as i64, "each due date announced");
+    // Three more sweeps of each replica announce nothing again.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        app.sql_query_one_i64(&audited("secret.rotation_due")).await,
+        SECRETS as i64,
+        "each due date announced once"
+    );
+
+    // Every secret deleted with the 2-second window, through all replicas at once.
+    let deletes = (0..SECRETS)
+        .map(|i| {
+            let input = json!({ "input": { "name": format!("SWEPT_{i}") } });
+            (app.admin_token.clone(), DELETE_SECRET, input)
+        })
+        .collect();
+    for response in race(&servers, deletes).await {
+        data(&response);
+    }
+    let swept = "SELECT COUNT(*) FROM secrets WHERE name LIKE 'SWEPT%'";
+    let mut left = i64::MAX;
+    for _ in 0..300 {
+        left = app.sql_query_one_i64(swept).await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "every window ended and was swept");
+    assert_eq!(
+        settled(audited("secret.purge"), SECRETS as i64).await,
+        SECRETS as i64,
+        "each purged once"
+    );
+
+    // Restore against purge, 10 rounds, each pair through two replicas at once.
+    let restore =
+        "mutation($name: String!) { restoreSecret(input: { name: $name }) { secret { state } } }";
+    let purge =
+        "mutation($name: String!) { purgeSecret(input: { name: $name }) { purgedSecretId } }";
+    let mut requests = Vec::new();
+    for round in 0..10 {
+        let name = format!("CONTESTED_{round}");
+        app.create_secret(&name, "v").await;
+        let input = json!({ "input": { "name": name, "recoveryWindowDays": 30 } });
+        data(&app.admin(DELETE_SECRET, input).await);
+        requests.push((app.admin_token.clone(), restore, json!({ "name": name })));
+        requests.push((app.admin_token.clone(), purge, json!({ "name": name })));
+    }
+    let responses = race(&servers, requests).await;
+    for (round, pair) in responses.chunks(2).enumerate() {
+        let outcome = (error_codes(&pair[0]), error_codes(&pair[1]));
+        let restored = match (outcome.0.as_slice(), outcome.1.as_slice()) {
+            // Restored first: the purge finds nothing deleted to purge.
+            ([], [code]) if code == "BAD_USER_INPUT" => true,
+            // Purged first: nothing left to restore.
+            ([code], []) if code == "NOT_FOUND" => false,
+            _ => panic!("round {round}: both or neither won: {pair:#?}"),
+        };
+        let name = format!("contested_{round}");
+        let rows = app
+            .sql_query_one_i64(&format!(
+                "SELECT COUNT(*) FROM secrets WHERE name_key = '{name}'"
+            ))
+            .await;
+        assert_eq!(rows, i64::from(restored), "round {round}");
+    }
+}
