@@ -297,6 +297,12 @@ pub struct Limits {
     /// `/graphql` requests served at once; more are refused at once (`OVERLOADED`, 503).
     #[arg(long, env = "STRONGROOM_MAX_CONCURRENT_REQUESTS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_concurrent_requests: u64,
+    /// Subscription (WebSocket) connections open at once; more are refused with 503.
+    #[arg(long, env = "STRONGROOM_MAX_SUBSCRIPTION_CONNECTIONS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_subscription_connections: u32,
+    /// Subscriptions running at once on one connection; more are refused (`RATE_LIMITED`).
+    #[arg(long, env = "STRONGROOM_MAX_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_subscriptions_per_connection: u32,
     /// Per-token rate limit: `RATE` or `RATE:BURST` operations per second (a batch counts
     /// each operation); `off` (the default) turns it off. Each replica counts on its own.
     #[arg(long, env = "STRONGROOM_RATE_LIMIT", default_value = "off")]

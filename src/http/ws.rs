@@ -15,6 +15,7 @@
 //!   it never holds up publishers or other subscribers (see [`crate::events`]).
 //! - Guard refusals are written to the audit log once a second, like an HTTP request's.
 use std::{
+    collections::HashSet,
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
@@ -29,12 +30,15 @@ use axum::{
         State, WebSocketUpgrade,
         ws::{CloseFrame, Message, WebSocket},
     },
-    http::{HeaderMap, HeaderValue, StatusCode, header::AUTHORIZATION},
+    http::{
+        HeaderMap, HeaderValue, StatusCode,
+        header::{AUTHORIZATION, RETRY_AFTER},
+    },
     response::{IntoResponse, Response},
 };
 use secrecy::{ExposeSecret, SecretString};
 use tokio::{
-    sync::watch,
+    sync::{Semaphore, mpsc, watch},
     time::{Instant, MissedTickBehavior, interval, timeout},
 };
 
@@ -70,15 +74,21 @@ mod close {
 pub struct Sessions {
     closing: watch::Receiver<bool>,
     live: Arc<()>,
+    /// One permit per open connection (`STRONGROOM_MAX_SUBSCRIPTION_CONNECTIONS`).
+    slots: Arc<Semaphore>,
+    /// `STRONGROOM_MAX_SUBSCRIPTIONS_PER_CONNECTION`.
+    per_connection: usize,
 }
 
 impl Sessions {
     /// The sessions, and the switch that closes them all.
-    pub fn new() -> (Self, watch::Sender<bool>) {
+    pub fn new(max_connections: u32, per_connection: u32) -> (Self, watch::Sender<bool>) {
         let (close, closing) = watch::channel(false);
         let sessions = Self {
             closing,
             live: Arc::new(()),
+            slots: Arc::new(Semaphore::new(max_connections as usize)),
+            per_connection: per_connection as usize,
         };
         (sessions, close)
     }
@@ -111,6 +121,17 @@ pub async fn graphql_ws(
              `Sec-WebSocket-Protocol: graphql-transport-ws`",
         );
     }
+    let Ok(slot) = state.sessions.slots.clone().try_acquire_owned() else {
+        let mut refused = Media::for_refusal(&headers).refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "OVERLOADED",
+            "the server has as many subscription connections open as it allows; retry later",
+        );
+        refused
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        return refused;
+    };
     let max_message = state.limits.max_body_bytes;
     let (mut closing, live) = (state.sessions.closing.clone(), state.sessions.live.clone());
     let session = Arc::new(Session {
@@ -131,7 +152,7 @@ pub async fn graphql_ws(
             metrics.subscription_connections.inc();
             session.run(socket, &mut closing).await;
             metrics.subscription_connections.dec();
-            drop(live);
+            drop((live, slot));
         })
         .into_response()
 }
@@ -171,14 +192,38 @@ impl Session {
 
     async fn run(self: Arc<Self>, socket: WebSocket, closing: &mut watch::Receiver<bool>) {
         let (mut sink, incoming) = socket.split();
+        // Subscriptions running on this connection, by id, to cap them: a `subscribe`
+        // beyond the cap is answered here with an error and never reaches the executor.
+        let running = Arc::new(Mutex::new(HashSet::<String>::new()));
+        let cap = self.state.sessions.per_connection;
+        let (refuse, mut refused) = mpsc::unbounded_channel::<String>();
+        let counted = running.clone();
         let incoming = incoming
             .take_while(|m| future::ready(m.is_ok()))
-            .filter_map(|m| {
-                future::ready(match m {
-                    Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
-                    Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
-                    _ => None,
-                })
+            .filter_map(move |m| {
+                let bytes = match m {
+                    Ok(Message::Text(text)) => text.as_bytes().to_vec(),
+                    Ok(Message::Binary(bytes)) => bytes.to_vec(),
+                    _ => return future::ready(None),
+                };
+                let admitted = match client_message(&bytes) {
+                    Some((kind, id)) if kind == "subscribe" => {
+                        let mut running = lock(&counted);
+                        if running.len() >= cap && !running.contains(&id) {
+                            let _ = refuse.send(id);
+                            false
+                        } else {
+                            running.insert(id);
+                            true
+                        }
+                    }
+                    Some((kind, id)) if kind == "complete" => {
+                        lock(&counted).remove(&id);
+                        true
+                    }
+                    _ => true,
+                };
+                future::ready(admitted.then_some(bytes))
             });
         let session = self.clone();
         let mut protocol = Protocol::new(
@@ -193,10 +238,30 @@ impl Session {
         loop {
             let outgoing = tokio::select! {
                 message = protocol.next() => match message {
-                    Some(WsMessage::Text(text)) => Message::Text(text.into()),
+                    Some(WsMessage::Text(text)) => {
+                        // A subscription that ended (completed or failed) frees its place.
+                        if (text.contains("\"complete\"") || text.contains("\"error\""))
+                            && let Some((kind, id)) = client_message(text.as_bytes())
+                            && (kind == "complete" || kind == "error")
+                        {
+                            lock(&running).remove(&id);
+                        }
+                        Message::Text(text.into())
+                    }
                     Some(WsMessage::Close(code, reason)) => self.close_frame(code, reason),
                     None => break,
                 },
+                Some(id) = refused.recv() => {
+                    let message = format!(
+                        "at most {cap} subscriptions may run on one connection; complete one first"
+                    );
+                    let error = serde_json::json!({
+                        "id": id,
+                        "type": "error",
+                        "payload": [{ "message": message, "extensions": { "code": "RATE_LIMITED" } }],
+                    });
+                    Message::Text(error.to_string().into())
+                }
                 // Only ever switched on (or dropped, at exit).
                 _ = closing.changed() => {
                     close_frame(GOING_AWAY, "the server is shutting down")
@@ -331,6 +396,23 @@ impl Session {
             tracing::error!(error = %e, "could not record denied subscriptions");
         }
     }
+}
+
+/// The `type` and `id` of a protocol message, if it has both.
+fn client_message(bytes: &[u8]) -> Option<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        #[serde(rename = "type")]
+        kind: String,
+        id: String,
+    }
+    serde_json::from_slice::<Envelope>(bytes)
+        .ok()
+        .map(|e| (e.kind, e.id))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn close_frame(code: u16, reason: &str) -> Message {

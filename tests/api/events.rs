@@ -576,3 +576,74 @@ async fn a_subscription_over_http_is_pointed_to_the_websocket(store: Store) {
         "{body}"
     );
 }
+
+/// Bounds: a connection runs at most `STRONGROOM_MAX_SUBSCRIPTIONS_PER_CONNECTION`
+/// subscriptions (one more is refused with `RATE_LIMITED`, and completing one makes room),
+/// and the server holds at most `STRONGROOM_MAX_SUBSCRIPTION_CONNECTIONS` connections (one
+/// more is refused with 503 before the upgrade). SQLite only: no store is involved.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_and_connections_are_capped() {
+    let limits = [
+        ("STRONGROOM_MAX_SUBSCRIPTIONS_PER_CONNECTION", "2"),
+        ("STRONGROOM_MAX_SUBSCRIPTION_CONNECTIONS", "1"),
+    ];
+    let app = TestApp::spawn_with(Store::Sqlite, &limits).await;
+    let mut ws = Subscriber::start(&app.api, &app.admin_token).await;
+    let first = ws
+        .subscribe(SECRET_EVENTS, json!({ "names": ["CAPPED"] }))
+        .await;
+    let second = ws
+        .subscribe(SECRET_EVENTS, json!({ "names": ["OTHER"] }))
+        .await;
+    let third = ws
+        .subscribe(SECRET_EVENTS, json!({ "names": ["THIRD"] }))
+        .await;
+    match ws.recv().await {
+        Incoming::Error { id, payload } if id == third => {
+            assert_eq!(
+                payload[0]["extensions"]["code"], "RATE_LIMITED",
+                "{payload}"
+            );
+        }
+        other => panic!("expected the third subscription refused, got {other:?}"),
+    }
+    // Completing one makes room (the probe of `ready` is the second now).
+    ws.complete(&second).await;
+    ws.ready(&app.api, &app.admin_token).await;
+    app.create_secret("CAPPED", "v").await;
+    assert_eq!(ws.next_event(&first).await["kind"], "CREATED");
+
+    // A second connection is refused while the first is open...
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            app.ws_url(),
+        )
+        .expect("a request");
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        tokio_tungstenite::tungstenite::http::HeaderValue::from_static("graphql-transport-ws"),
+    );
+    match tokio_tungstenite::connect_async(request.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 503);
+        }
+        other => panic!("expected a 503, got {:?}", other.map(|(_, r)| r.status())),
+    }
+    // ...and accepted once it closed.
+    drop(ws);
+    let mut accepted = false;
+    for _ in 0..100 {
+        if tokio_tungstenite::connect_async(request.clone())
+            .await
+            .is_ok()
+        {
+            accepted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        accepted,
+        "a connection is accepted once the first one closed"
+    );
+}

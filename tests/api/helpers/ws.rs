@@ -246,6 +246,12 @@ impl Subscriber {
                     self.complete(&id).await;
                     return;
                 }
+                // Late messages of a subscription the client completed (its `complete`
+                // is acknowledged with one).
+                Some(Ok(message))
+                    if message["id"]
+                        .as_str()
+                        .is_some_and(|id| self.finished.contains(id)) => {}
                 Some(Ok(message)) if message["type"] == "ping" => {
                     self.send(json!({ "type": "pong" })).await;
                 }
