@@ -271,21 +271,40 @@ impl Plaintext<'_> {
             self.note_fetch(resource, pin, at, outcome);
         }
         // A broken deployment stays broken once its secrets are enabled: that comes first.
-        if refusal.failed || !refusal.missing.is_empty() {
-            return Error::MissingSecrets(refusal.missing);
-        }
-        let event = Event {
-            action: "resource.fetch_secrets".into(),
-            outcome: Outcome::Denied,
-            target: Some(Target::resource(resource.id, &resource.name)),
-            detail: Some(serde_json::json!({
+        // Either refusal is audited (a runtime asking for what it cannot have is worth
+        // knowing), fail-closed like the fetch itself.
+        let (error, outcome, detail) = if refusal.failed || !refusal.missing.is_empty() {
+            let detail = serde_json::json!({
+                "deployment": deployment_id,
+                "code": "MISSING_SECRETS",
+                "deploymentFailed": refusal.failed,
+                "missingSecrets": refusal.missing,
+            });
+            (
+                Error::MissingSecrets(refusal.missing),
+                Outcome::Failed,
+                detail,
+            )
+        } else {
+            let detail = serde_json::json!({
                 "deployment": deployment_id,
                 "code": "SECRET_DISABLED",
                 "disabledSecrets": refusal.disabled,
-            })),
+            });
+            (
+                Error::SecretDisabled(refusal.disabled),
+                Outcome::Denied,
+                detail,
+            )
+        };
+        let event = Event {
+            action: "resource.fetch_secrets".into(),
+            outcome,
+            target: Some(Target::resource(resource.id, &resource.name)),
+            detail: Some(detail),
         };
         match self.audit.record(actor, event).await {
-            Ok(()) => Error::SecretDisabled(refusal.disabled),
+            Ok(()) => error,
             Err(e) => e,
         }
     }

@@ -246,6 +246,7 @@ async fn a_burst_of_fetches_costs_a_write_per_interval(store: Store) {
     let ingest = deployed_pipeline(&app, "ingest", &[("EVENTS_TOKEN", "source.token")]).await;
 
     // What one fetch costs, recording aside: the fewest of three (a flush may land in one).
+    let since = now_floor();
     let mut per_fetch = u64::MAX;
     for _ in 0..3 {
         let before = app.db_statements().await;
@@ -253,7 +254,6 @@ async fn a_burst_of_fetches_costs_a_write_per_interval(store: Store) {
         per_fetch = per_fetch.min(app.db_statements().await - before);
     }
     // Those fetches' own flush, out of the way.
-    let since = now_floor();
     dependent_once(&app, "EVENTS_TOKEN", "ingest", "the first fetches", |d| {
         fetched_since(d, since, "SERVED")
     })
@@ -433,6 +433,17 @@ async fn disabled_and_deleted_secrets_are_not_read(store: Store) {
         json!(["GONE"])
     );
     assert!(!broken.to_string().contains(gone), "{broken:#}");
+    // The refusal is in the audit log, as a failure naming what was missing.
+    let trail = "query { auditEvents(first: 10, filter: {
+        action: \"resource.fetch_secrets\", outcome: FAILED }) { nodes { targetName detail } } }";
+    let audited = app.admin(trail, json!({})).await;
+    let audited = &data(&audited)["auditEvents"]["nodes"];
+    assert_eq!(audited[0]["targetName"], "report", "{audited:#}");
+    assert_eq!(
+        audited[0]["detail"]["missingSecrets"],
+        json!(["GONE"]),
+        "{audited:#}"
+    );
     let recorded = dependent_once(&app, "GONE", "report", "the broken fetch", |d| {
         fetched_since(d, since, "BROKEN")
     })
