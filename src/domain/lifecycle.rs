@@ -42,63 +42,65 @@ pub async fn disable(
     name: &SecretName,
     reason: &str,
 ) -> Result<secret::Model> {
-    let org_id = actor.org_id();
-    let at = now();
-    let txn = db::begin_write(db).await?;
-    let changed = secret::Entity::update_many()
-        .col_expr(
-            secret::Column::State,
-            Expr::value(SecretState::Disabled.as_str()),
-        )
-        .col_expr(secret::Column::DisabledAt, Expr::value(Some(at)))
-        .col_expr(
-            secret::Column::DisabledReason,
-            Expr::value(Some(reason.to_owned())),
-        )
-        .filter(secret::Column::OrgId.eq(org_id))
-        .filter(secret::Column::NameKey.eq(name.key()))
-        .filter(secret::Column::State.eq(SecretState::Active.as_str()))
-        .exec_with_returning(&txn)
-        .await?;
-    let Some(row) = changed.into_iter().next() else {
-        txn.rollback().await?;
-        return find_existing(db.read(), org_id, name).await;
-    };
-    let event = Event::allowed("secret.disable", Target::secret(Some(row.id), &row.name))
-        .with_detail(serde_json::json!({ "reason": reason }));
-    audit::record(&txn, actor, event).await?;
-    let notice = secret_notice(&row, SecretEventKind::Disabled, actor, at);
-    db.events().commit(txn, vec![notice]).await?;
-    Ok(row)
+    switch(db, actor, name, Some(reason)).await
 }
 
 /// Enables a disabled secret. Enabling an active one changes nothing.
 pub async fn enable(db: &Db, actor: &Actor, name: &SecretName) -> Result<secret::Model> {
+    switch(db, actor, name, None).await
+}
+
+/// Disables (with a reason) or enables (without) by one conditional write from the other
+/// state, so of racing calls exactly one changes the row and is audited and announced; the
+/// others, and a call that finds the secret already switched, answer it as it stands.
+async fn switch(
+    db: &Db,
+    actor: &Actor,
+    name: &SecretName,
+    disable_for: Option<&str>,
+) -> Result<secret::Model> {
+    let (from, to, action, kind) = match disable_for {
+        Some(_) => (
+            SecretState::Active,
+            SecretState::Disabled,
+            "secret.disable",
+            SecretEventKind::Disabled,
+        ),
+        None => (
+            SecretState::Disabled,
+            SecretState::Active,
+            "secret.enable",
+            SecretEventKind::Enabled,
+        ),
+    };
     let org_id = actor.org_id();
     let at = now();
     let txn = db::begin_write(db).await?;
     let changed = secret::Entity::update_many()
-        .col_expr(
-            secret::Column::State,
-            Expr::value(SecretState::Active.as_str()),
-        )
+        .col_expr(secret::Column::State, Expr::value(to.as_str()))
         .col_expr(
             secret::Column::DisabledAt,
-            Expr::value(None::<DateTime<Utc>>),
+            Expr::value(disable_for.map(|_| at)),
         )
-        .col_expr(secret::Column::DisabledReason, Expr::value(None::<String>))
+        .col_expr(
+            secret::Column::DisabledReason,
+            Expr::value(disable_for.map(str::to_owned)),
+        )
         .filter(secret::Column::OrgId.eq(org_id))
         .filter(secret::Column::NameKey.eq(name.key()))
-        .filter(secret::Column::State.eq(SecretState::Disabled.as_str()))
+        .filter(secret::Column::State.eq(from.as_str()))
         .exec_with_returning(&txn)
         .await?;
     let Some(row) = changed.into_iter().next() else {
         txn.rollback().await?;
         return find_existing(db.read(), org_id, name).await;
     };
-    let event = Event::allowed("secret.enable", Target::secret(Some(row.id), &row.name));
+    let mut event = Event::allowed(action, Target::secret(Some(row.id), &row.name));
+    if let Some(reason) = disable_for {
+        event = event.with_detail(serde_json::json!({ "reason": reason }));
+    }
     audit::record(&txn, actor, event).await?;
-    let notice = secret_notice(&row, SecretEventKind::Enabled, actor, at);
+    let notice = secret_notice(&row, kind, actor, at);
     db.events().commit(txn, vec![notice]).await?;
     Ok(row)
 }

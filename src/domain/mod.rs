@@ -237,3 +237,40 @@ pub(crate) fn unique<T: Clone + Eq + std::hash::Hash>(items: impl Iterator<Item 
     let mut seen = std::collections::HashSet::new();
     items.filter(|i| seen.insert(i.clone())).collect()
 }
+
+/// What the domain's own tests start from: a migrated in-memory SQLite database with the
+/// organization `acme` and its admin, and local keyrings.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Actor, Principal, identity};
+    use crate::{
+        crypto::{LocalKeyProvider, MasterKey},
+        db::Db,
+        metrics::ProviderCalls,
+    };
+
+    /// A base64 master key for tests.
+    pub const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    /// A fresh database and `acme`'s admin as the actor.
+    pub async fn admin_on_fresh_db() -> (Db, Actor) {
+        let db = crate::db::connect("sqlite::memory:", 1).await.expect("db");
+        let (_, admin, _) = identity::bootstrap(&db, "acme", "admin")
+            .await
+            .expect("org");
+        let actor = Actor {
+            principal: Principal::try_from(admin).expect("principal"),
+            request_id: None,
+        };
+        (db, actor)
+    }
+
+    /// A local provider over `keys` (base64), the first one active.
+    pub fn keyring(keys: &[&str]) -> LocalKeyProvider {
+        let keys = keys
+            .iter()
+            .map(|k| MasterKey::from_base64(k).expect("key"))
+            .collect();
+        LocalKeyProvider::new(keys, ProviderCalls::detached("local"))
+    }
+}

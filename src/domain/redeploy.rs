@@ -126,17 +126,12 @@ async fn record(db: &Db, actor: &Actor, secret: &secret::Model, done: &Redeploye
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{
-        crypto::{LocalKeyProvider, MasterKey},
-        domain::{
-            Principal, ReferenceField, ResourceName, SecretValue, identity,
-            resources::{NewReference, ResourceSpec},
-            secrets::NewSecret,
-        },
-        metrics::ProviderCalls,
+    use crate::domain::{
+        ReferenceField, ResourceName, SecretValue,
+        resources::{NewReference, ResourceSpec},
+        secrets::NewSecret,
+        testing,
     };
-
-    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
     async fn pipeline(db: &Db, actor: &Actor, name: &str, secret: &str) -> resource::Model {
         let spec = ResourceSpec {
@@ -155,18 +150,8 @@ mod tests {
     /// on the secret (up to date, never deployed, gone) is left exactly as it is.
     #[tokio::test]
     async fn only_the_still_stale_are_deployed() {
-        let db = crate::db::connect("sqlite::memory:", 1).await.expect("db");
-        let (_, admin, _) = identity::bootstrap(&db, "acme", "admin")
-            .await
-            .expect("org");
-        let actor = Actor {
-            principal: Principal::try_from(admin).expect("principal"),
-            request_id: None,
-        };
-        let keys = LocalKeyProvider::new(
-            vec![MasterKey::from_base64(KEY).expect("key")],
-            ProviderCalls::detached("local"),
-        );
+        let (db, actor) = testing::admin_on_fresh_db().await;
+        let keys = testing::keyring(&[testing::KEY]);
         let new = NewSecret {
             name: SecretName::parse("DB_URL").expect("name"),
             value: SecretValue::parse("postgres://v1".into()).expect("value"),

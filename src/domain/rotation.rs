@@ -121,42 +121,23 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::{
-        crypto::{LocalKeyProvider, MasterKey},
-        domain::{
-            Actor, Principal, SecretName, SecretValue,
-            audit::AuditLog,
-            identity,
-            plaintext::Plaintext,
-            secrets::{self, NewSecret, SecretUpdate},
-            usage::Usage,
-        },
-        metrics::ProviderCalls,
+    use crate::domain::{
+        SecretName, SecretValue,
+        audit::AuditLog,
+        plaintext::Plaintext,
+        secrets::{self, NewSecret, SecretUpdate},
+        testing::{self, keyring},
+        usage::Usage,
     };
 
-    fn keyring(keys: &[&str]) -> LocalKeyProvider {
-        let keys = keys
-            .iter()
-            .map(|k| MasterKey::from_base64(k).expect("key"))
-            .collect();
-        LocalKeyProvider::new(keys, ProviderCalls::detached("local"))
-    }
-
-    const OLD: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const OLD: &str = testing::KEY;
     const NEW: &str = "HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=";
 
     /// Local → local rotation on a real (in-memory) SQLite database: afterwards every data
     /// key is wrapped by the new key, the old key can be dropped, and a re-run is a no-op.
     #[tokio::test]
     async fn local_rotation_rewraps_every_version_and_is_idempotent() {
-        let db = crate::db::connect("sqlite::memory:", 1).await.expect("db");
-        let (_, admin, _) = identity::bootstrap(&db, "acme", "admin")
-            .await
-            .expect("org");
-        let actor = Actor {
-            principal: Principal::try_from(admin).expect("principal"),
-            request_id: None,
-        };
+        let (db, actor) = testing::admin_on_fresh_db().await;
         let old = keyring(&[OLD]);
         for (name, value) in [("A", "alpha"), ("B", "bravo")] {
             let new = NewSecret {

@@ -402,14 +402,11 @@ mod tests {
     use chrono::TimeDelta;
 
     use super::*;
-    use crate::{
-        crypto::{LocalKeyProvider, MasterKey},
-        domain::{
-            Actor, Principal, ReferenceField, ResourceName, SecretName, SecretValue, identity,
-            resources::{self, NewReference, ResourceKind, ResourceSpec},
-            secrets::{self, NewSecret},
-        },
-        metrics::ProviderCalls,
+    use crate::domain::{
+        ReferenceField, ResourceName, SecretName, SecretValue,
+        resources::{self, NewReference, ResourceKind, ResourceSpec},
+        secrets::{self, NewSecret},
+        testing,
     };
 
     fn fetch(resource_id: Uuid, at: DateTime<Utc>, version: i32) -> Fetch {
@@ -459,17 +456,8 @@ mod tests {
     /// win. A resource deleted before the flush is skipped without failing the others.
     #[tokio::test]
     async fn flushes_keep_the_newest_and_skip_deleted_resources() {
-        let db = crate::db::connect("sqlite::memory:", 1).await.expect("db");
-        let (_, admin, _) = identity::bootstrap(&db, "acme", "admin")
-            .await
-            .expect("org");
-        let actor = Actor {
-            principal: Principal::try_from(admin).expect("principal"),
-            request_id: None,
-        };
-        let key =
-            MasterKey::from_base64("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").expect("key");
-        let keys = LocalKeyProvider::new(vec![key], ProviderCalls::detached("local"));
+        let (db, actor) = testing::admin_on_fresh_db().await;
+        let keys = testing::keyring(&[testing::KEY]);
         let new = NewSecret {
             name: SecretName::parse("DB_PASSWORD").expect("name"),
             value: SecretValue::parse("hunter2".into()).expect("value"),

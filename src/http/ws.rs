@@ -180,7 +180,7 @@ struct Accepted {
 
 impl Session {
     fn stage(&self) -> std::sync::MutexGuard<'_, Stage> {
-        self.stage.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.stage)
     }
 
     fn accepted(&self) -> Option<Accepted> {
