@@ -184,10 +184,18 @@ pub async fn purge(db: &Db, actor: &Actor, name: &SecretName) -> Result<secret::
 /// not found again. Returns how many were purged.
 pub async fn purge_due(db: &Db) -> Result<usize> {
     let at = now();
+    let due = || {
+        secret::Entity::find()
+            .filter(secret::Column::State.eq(SecretState::Deleted.as_str()))
+            .filter(secret::Column::PurgeAt.lte(at))
+    };
+    // Most passes find nothing: ask a reader first, and take the writer (SQLite's one
+    // writer connection) only when there is something to purge.
+    if due().one(db.read()).await?.is_none() {
+        return Ok(0);
+    }
     let txn = db::begin_write(db).await?;
-    let mut due = secret::Entity::find()
-        .filter(secret::Column::State.eq(SecretState::Deleted.as_str()))
-        .filter(secret::Column::PurgeAt.lte(at))
+    let mut due = due()
         .order_by_asc(secret::Column::PurgeAt)
         .limit(SWEEP_BATCH);
     if db.backend() == sea_orm::DatabaseBackend::Postgres {
