@@ -42,11 +42,6 @@ pub enum Error {
     HasDependents(Vec<Blocker>),
     #[error("version conflict: expected version {expected}, but the current version is {current}")]
     VersionConflict { expected: i32, current: i32 },
-    /// An update without `expectedVersion` lost every race for the secret to other writers.
-    #[error(
-        "the secret kept changing while this update was prepared (it is now at version {current}); nothing was changed: retry"
-    )]
-    UpdateContended { current: i32 },
     /// The key provider could not be reached or did not answer in time.
     #[error("key provider unavailable: {0}")]
     KmsUnavailable(String),
@@ -80,11 +75,22 @@ impl Error {
             Self::MissingSecrets(_) => "MISSING_SECRETS",
             Self::SecretDisabled(_) => "SECRET_DISABLED",
             Self::HasDependents(_) => "HAS_DEPENDENTS",
-            Self::VersionConflict { .. } | Self::UpdateContended { .. } => "VERSION_CONFLICT",
+            Self::VersionConflict { .. } => "VERSION_CONFLICT",
             Self::KmsUnavailable(_) => "KMS_UNAVAILABLE",
             Self::Integrity(_) => "INTEGRITY_ERROR",
-            Self::Db(_) | Self::Internal(_) => "INTERNAL_SERVER_ERROR",
+            Self::Db(e) => match Storage::of(e) {
+                Some(Storage::Full) => "STORAGE_FULL",
+                Some(Storage::Unavailable) => "DATABASE_UNAVAILABLE",
+                None => "INTERNAL_SERVER_ERROR",
+            },
+            Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
+    }
+
+    /// Whether trying again later may succeed (an outage, a full disk being cleared).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::KmsUnavailable(_))
+            || matches!(self, Self::Db(e) if Storage::of(e).is_some())
     }
 
     /// Whether the cause is ours (logged, hidden from the client) rather than the caller's.
@@ -105,8 +111,76 @@ impl Error {
             Self::Integrity(_) => {
                 "the stored value failed its integrity check and cannot be decrypted".to_owned()
             }
-            Self::Db(_) | Self::Internal(_) => "internal server error".to_owned(),
+            Self::Db(e) => match Storage::of(e) {
+                Some(Storage::Full) => "the server's storage is full; nothing was changed: \
+                                        retry once an operator has freed space"
+                    .to_owned(),
+                Some(Storage::Unavailable) => "the database is unavailable; nothing was \
+                                               changed by this request: retry shortly"
+                    .to_owned(),
+                None => "internal server error".to_owned(),
+            },
+            Self::Internal(_) => "internal server error".to_owned(),
             other => other.to_string(),
+        }
+    }
+}
+
+/// A database failure that is the machine's, not the request's: the client is told which,
+/// with a code, rather than `INTERNAL_SERVER_ERROR`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// No space left: SQLite's `SQLITE_FULL`, PostgreSQL's `53100 disk_full`.
+    Full,
+    /// Unreachable or going away: no connection in time, a refused or broken connection,
+    /// a server shutting down or not yet accepting connections.
+    Unavailable,
+}
+
+impl Storage {
+    pub fn of(err: &DbErr) -> Option<Self> {
+        use sea_orm::{ConnAcquireErr, RuntimeErr, sqlx};
+        let sqlx_err = match err {
+            DbErr::ConnectionAcquire(
+                ConnAcquireErr::Timeout | ConnAcquireErr::ConnectionClosed,
+            ) => {
+                return Some(Self::Unavailable);
+            }
+            DbErr::Conn(RuntimeErr::SqlxError(e))
+            | DbErr::Exec(RuntimeErr::SqlxError(e))
+            | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+            DbErr::Conn(_) => return Some(Self::Unavailable),
+            _ => return None,
+        };
+        match &**sqlx_err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => Some(Self::Unavailable),
+            sqlx::Error::Database(db) => {
+                let code = db.code()?;
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    // Primary result codes: SQLITE_IOERR 10, SQLITE_FULL 13.
+                    match code.parse::<i32>().ok()? & 0xff {
+                        13 => Some(Self::Full),
+                        10 => Some(Self::Unavailable),
+                        _ => None,
+                    }
+                } else {
+                    // SQLSTATE classes: 53 insufficient resources, 57P0x shutdown and
+                    // crash recovery, 08 connection exceptions.
+                    match &*code {
+                        "53100" => Some(Self::Full),
+                        c if c.starts_with("08") || c.starts_with("57P0") => {
+                            Some(Self::Unavailable)
+                        }
+                        _ => None,
+                    }
+                }
+            }
+            _ => None,
         }
     }
 }

@@ -33,7 +33,7 @@ impl CacheLimits {
 struct CacheKey {
     key_id: String,
     blob: Vec<u8>,
-    context: (uuid::Uuid, uuid::Uuid, i32),
+    context: (uuid::Uuid, uuid::Uuid, super::KeyBinding),
 }
 
 impl CacheKey {
@@ -41,7 +41,7 @@ impl CacheKey {
         Self {
             key_id: wrapped.key_id.clone(),
             blob: wrapped.blob.clone(),
-            context: (context.org_id, context.secret_id, context.version),
+            context: context.key_binding(),
         }
     }
 }
@@ -186,6 +186,7 @@ mod tests {
             org_id: uuid::Uuid::from_u128(1),
             secret_id: uuid::Uuid::from_u128(2),
             version,
+            row_id: None,
         }
     }
 

@@ -8,10 +8,15 @@ use zeroize::Zeroizing;
 use super::{DataKey, EncryptionContext, KeyError, KeyProvider, WrappedKey, random_bytes};
 use crate::{Error, Result};
 
-/// Format tag stored with every version: AES-256-GCM value, 96-bit random nonce, tag
-/// appended, associated data from [`EncryptionContext::to_aad`], data key wrapped by the
-/// provider.
-pub const SCHEME: &str = "aes256gcm-dek/v1";
+/// Format tag stored with every version written now: AES-256-GCM value, 96-bit random
+/// nonce, tag appended, associated data from [`EncryptionContext::to_aad`] (organization,
+/// secret, version, row), data key wrapped by the provider and bound to the version's row
+/// (see [`EncryptionContext`]).
+pub const SCHEME: &str = "aes256gcm-dek/v2";
+
+/// The scheme of versions written before: the same, with the data key bound to the
+/// version number instead of the row. Still read and rotated; never written.
+pub const SCHEME_V1: &str = "aes256gcm-dek/v1";
 
 /// A sealed value, ready to store.
 #[derive(Debug)]
@@ -31,26 +36,73 @@ pub struct StoredEnvelope<'a> {
     pub scheme: &'a str,
 }
 
-/// Encrypts `plaintext` under a fresh data key bound to `context`.
+/// A fresh data key for one version row, generated (a KMS call) before the transaction
+/// that writes the row; the value is sealed under it once the version number is known
+/// ([`PreparedKey::seal`], local AES only). `Debug` is redacted (see [`DataKey`]).
+#[derive(Debug)]
+pub struct PreparedKey {
+    org_id: uuid::Uuid,
+    secret_id: uuid::Uuid,
+    row_id: uuid::Uuid,
+    key: super::GeneratedKey,
+}
+
+/// Generates the data key for the version row `row_id` of a secret.
+pub async fn prepare(
+    keys: &dyn KeyProvider,
+    org_id: uuid::Uuid,
+    secret_id: uuid::Uuid,
+    row_id: uuid::Uuid,
+) -> Result<PreparedKey> {
+    // The data key's binding names no version number (see `EncryptionContext`).
+    let context = EncryptionContext::new(org_id, secret_id, 0, row_id);
+    let key = keys.generate_data_key(&context).await?;
+    Ok(PreparedKey {
+        org_id,
+        secret_id,
+        row_id,
+        key,
+    })
+}
+
+impl PreparedKey {
+    /// The version row this key is for.
+    pub fn row_id(&self) -> uuid::Uuid {
+        self.row_id
+    }
+
+    /// Seals `plaintext` as `version` of the secret, bound to the row.
+    pub fn seal(self, version: i32, plaintext: &[u8]) -> Result<Sealed> {
+        let context = EncryptionContext::new(self.org_id, self.secret_id, version, self.row_id);
+        let nonce = random_bytes::<12>().map_err(|e| Error::Internal(format!("nonce: {e}")))?;
+        let ciphertext = aead_seal(
+            &self.key.plaintext,
+            &nonce[..],
+            &context.to_aad(),
+            plaintext,
+        )?;
+        Ok(Sealed {
+            ciphertext,
+            nonce: nonce.to_vec(),
+            wrapped_key: self.key.wrapped,
+            scheme: SCHEME,
+        })
+    }
+}
+
+/// Encrypts `plaintext` under a fresh data key bound to `context` (whose `row_id` names
+/// the version row it will be stored in).
 pub async fn seal(
     keys: &dyn KeyProvider,
     context: &EncryptionContext,
     plaintext: &[u8],
 ) -> Result<Sealed> {
-    let data_key = keys.generate_data_key(context).await?;
-    let nonce = random_bytes::<12>().map_err(|e| Error::Internal(format!("nonce: {e}")))?;
-    let ciphertext = aead_seal(
-        &data_key.plaintext,
-        &nonce[..],
-        &context.to_aad(),
-        plaintext,
-    )?;
-    Ok(Sealed {
-        ciphertext,
-        nonce: nonce.to_vec(),
-        wrapped_key: data_key.wrapped,
-        scheme: SCHEME,
-    })
+    let row_id = context
+        .row_id
+        .ok_or_else(|| Error::Internal("new versions are sealed bound to their row".into()))?;
+    prepare(keys, context.org_id, context.secret_id, row_id)
+        .await?
+        .seal(context.version, plaintext)
 }
 
 /// Decrypts a stored value. Any mismatch of context, key or bytes is an
@@ -60,7 +112,7 @@ pub async fn open(
     context: &EncryptionContext,
     stored: &StoredEnvelope<'_>,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    if stored.scheme != SCHEME {
+    if stored.scheme != SCHEME && stored.scheme != SCHEME_V1 {
         return Err(Error::Integrity(format!(
             "unknown envelope scheme {:?}",
             stored.scheme
@@ -116,6 +168,7 @@ mod tests {
             org_id: Uuid::from_u128(1),
             secret_id: Uuid::from_u128(2),
             version,
+            row_id: Some(Uuid::from_u128(3)),
         }
     }
 
@@ -155,6 +208,60 @@ mod tests {
             .await
             .expect_err("must fail");
         assert!(matches!(err, Error::Integrity(_)), "{err:?}");
+    }
+
+    /// A version's key and ciphertext copied to another row of the same secret and
+    /// version number fail: the data key is bound to its row.
+    #[tokio::test]
+    async fn another_row_fails_as_integrity_error() {
+        let keys = provider();
+        let sealed = seal(&keys, &context(1), b"hunter2").await.expect("seal");
+        let stored = StoredEnvelope {
+            ciphertext: &sealed.ciphertext,
+            nonce: &sealed.nonce,
+            wrapped_key: sealed.wrapped_key.clone(),
+            scheme: sealed.scheme,
+        };
+        let other_row = EncryptionContext {
+            row_id: Some(Uuid::from_u128(4)),
+            ..context(1)
+        };
+        let err = open(&keys, &other_row, &stored)
+            .await
+            .expect_err("must fail");
+        assert!(matches!(err, Error::Integrity(_)), "{err:?}");
+        // Relabelled as the older scheme (no row binding), it fails too.
+        let relabelled = StoredEnvelope {
+            scheme: SCHEME_V1,
+            ..stored
+        };
+        let v1 = EncryptionContext {
+            row_id: None,
+            ..context(1)
+        };
+        let err = open(&keys, &v1, &relabelled).await.expect_err("must fail");
+        assert!(matches!(err, Error::Integrity(_)), "{err:?}");
+    }
+
+    /// Versions written before the row binding (scheme v1) still open.
+    #[tokio::test]
+    async fn scheme_v1_versions_still_open() {
+        let keys = provider();
+        let v1 = EncryptionContext {
+            row_id: None,
+            ..context(3)
+        };
+        let key = keys.generate_data_key(&v1).await.expect("data key");
+        let ciphertext =
+            aead_seal(&key.plaintext, &[7; 12], &v1.to_aad(), b"written long ago").expect("seal");
+        let stored = StoredEnvelope {
+            ciphertext: &ciphertext,
+            nonce: &[7; 12],
+            wrapped_key: key.wrapped,
+            scheme: SCHEME_V1,
+        };
+        let opened = open(&keys, &v1, &stored).await.expect("open");
+        assert_eq!(opened.as_slice(), b"written long ago");
     }
 
     #[tokio::test]

@@ -193,7 +193,7 @@ impl LocalKeyProvider {
 
     fn wrapping_aad(context: &EncryptionContext) -> Vec<u8> {
         let mut aad = b"strongroom/dek;".to_vec();
-        aad.extend_from_slice(&context.to_aad());
+        aad.extend_from_slice(&context.key_aad());
         aad
     }
 }

@@ -18,36 +18,107 @@ use zeroize::Zeroizing;
 
 pub use aws::{AwsKmsProvider, AwsSettings};
 pub use cache::{CacheLimits, CachingKeyProvider};
-pub use envelope::{SCHEME, Sealed, StoredEnvelope, open, seal};
+pub use envelope::{PreparedKey, SCHEME, SCHEME_V1, Sealed, StoredEnvelope, open, prepare, seal};
 pub use local::{KEY_ID_PREFIX as LOCAL_KEY_ID_PREFIX, LocalKeyProvider, MasterKey};
 pub use router::KeyRouter;
 
-/// What a data key (and the value sealed under it) is bound to.
+/// What a value, and the data key it is sealed under, are bound to.
+///
+/// Two schemes are stored ([`SCHEME`] and [`SCHEME_V1`]). In both the value's AEAD
+/// associated data names the organization, the secret and the version number. The data
+/// key is bound by the provider (a KMS encryption context, or the local wrapping's
+/// associated data) to the organization, the secret and:
+/// - the version's own row id (`row_id`, the current scheme): one key for exactly one
+///   version row, generated before the writing transaction, while the version number is
+///   decided inside it, under the secret's lock — so writers of one secret serialize
+///   instead of racing for a number bound into a KMS call;
+/// - the version number (scheme v1, `row_id` `None`: versions written before).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EncryptionContext {
     pub org_id: Uuid,
     pub secret_id: Uuid,
     pub version: i32,
+    /// The version row the data key is bound to; `None` for scheme v1 rows.
+    pub row_id: Option<Uuid>,
 }
 
 impl EncryptionContext {
-    /// Canonical bytes for AEAD associated data.
+    /// The context of a version being written (the current scheme).
+    pub fn new(org_id: Uuid, secret_id: Uuid, version: i32, row_id: Uuid) -> Self {
+        Self {
+            org_id,
+            secret_id,
+            version,
+            row_id: Some(row_id),
+        }
+    }
+
+    /// The context a stored row was sealed under, by its scheme.
+    pub fn stored(org_id: Uuid, secret_id: Uuid, version: i32, row_id: Uuid, scheme: &str) -> Self {
+        Self {
+            org_id,
+            secret_id,
+            version,
+            row_id: (scheme != SCHEME_V1).then_some(row_id),
+        }
+    }
+
+    /// Canonical bytes for the value's AEAD associated data.
     pub fn to_aad(&self) -> Vec<u8> {
-        format!(
-            "strongroom/v1;org={};secret={};version={}",
-            self.org_id, self.secret_id, self.version
-        )
+        match self.row_id {
+            None => format!(
+                "strongroom/v1;org={};secret={};version={}",
+                self.org_id, self.secret_id, self.version
+            ),
+            Some(row) => format!(
+                "strongroom/v2;org={};secret={};version={};row={row}",
+                self.org_id, self.secret_id, self.version
+            ),
+        }
         .into_bytes()
     }
 
-    /// Key/value pairs for a KMS encryption context.
+    /// Canonical bytes naming what the data key is bound to (the local provider's
+    /// wrapping associated data).
+    pub fn key_aad(&self) -> Vec<u8> {
+        match self.row_id {
+            None => self.to_aad(),
+            Some(row) => format!(
+                "strongroom/v2-key;org={};secret={};row={row}",
+                self.org_id, self.secret_id
+            )
+            .into_bytes(),
+        }
+    }
+
+    /// Key/value pairs for a KMS encryption context: what the data key is bound to.
     pub fn pairs(&self) -> [(&'static str, String); 3] {
+        let bound = match self.row_id {
+            None => ("strongroom:version", self.version.to_string()),
+            Some(row) => ("strongroom:version-id", row.to_string()),
+        };
         [
             ("strongroom:org", self.org_id.to_string()),
             ("strongroom:secret", self.secret_id.to_string()),
-            ("strongroom:version", self.version.to_string()),
+            bound,
         ]
     }
+
+    /// What identifies the data key's binding (for caches).
+    pub fn key_binding(&self) -> (Uuid, Uuid, KeyBinding) {
+        let bound = match self.row_id {
+            None => KeyBinding::Version(self.version),
+            Some(row) => KeyBinding::Row(row),
+        };
+        (self.org_id, self.secret_id, bound)
+    }
+}
+
+/// What, besides organization and secret, a data key is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KeyBinding {
+    Version(i32),
+    Row(Uuid),
 }
 
 /// A plaintext 256-bit data key. The bytes live in one heap allocation, written in place

@@ -59,11 +59,8 @@ pub(crate) async fn decrypt_version(
     // Bound to the secret we looked up, not to the ids the version row claims: a version
     // row moved under another secret fails here. (Rotation, which has no secret in hand,
     // uses the row's ids; re-wrapping cannot reveal anything.)
-    let context = EncryptionContext {
-        org_id: secret.org_id,
-        secret_id: secret.id,
-        version: row.version,
-    };
+    let context =
+        EncryptionContext::stored(secret.org_id, secret.id, row.version, row.id, &row.scheme);
     let stored = StoredEnvelope {
         ciphertext: &row.ciphertext,
         nonce: &row.nonce,

@@ -85,11 +85,8 @@ async fn rewrap(
     target_key_id: &str,
     row: &secret_version::Model,
 ) -> Result<bool> {
-    let context = EncryptionContext {
-        org_id: row.org_id,
-        secret_id: row.secret_id,
-        version: row.version,
-    };
+    let context =
+        EncryptionContext::stored(row.org_id, row.secret_id, row.version, row.id, &row.scheme);
     let old = wrapped_key_of(row);
     let data_key = source
         .decrypt_data_key(&old, &context)

@@ -32,12 +32,6 @@ use crate::{
     events::{Notice, SecretEventKind},
 };
 
-/// How many times an update without `expectedVersion` tries when other writers keep
-/// getting there first. Every round has a winner, so N racing writers need at most N
-/// attempts; each retry re-seals under a fresh data key (the version is bound in) after a
-/// short random pause that spreads the contenders out.
-const MAX_UPDATE_ATTEMPTS: u32 = 32;
-
 pub struct NewSecret {
     pub name: SecretName,
     pub value: SecretValue,
@@ -168,7 +162,7 @@ fn version_row(
     sealed: Sealed,
 ) -> secret_version::ActiveModel {
     secret_version::ActiveModel {
-        id: Set(Uuid::now_v7()),
+        id: Set(context.row_id.unwrap_or_else(Uuid::now_v7)),
         secret_id: Set(context.secret_id),
         org_id: Set(context.org_id),
         version: Set(context.version),
@@ -194,11 +188,7 @@ pub async fn create(
     if let Some(existing) = find(db.read(), org_id, &new.name).await? {
         return Err(name_taken(Some(&existing), &new.name));
     }
-    let context = EncryptionContext {
-        org_id,
-        secret_id: Uuid::now_v7(),
-        version: 1,
-    };
+    let context = EncryptionContext::new(org_id, Uuid::now_v7(), 1, Uuid::now_v7());
     let sealed = crypto::seal(keys, &context, new.value.expose().as_bytes()).await?;
 
     let at = now();
@@ -287,164 +277,148 @@ pub async fn update(
         ));
     }
     let org_id = actor.org_id();
-    let mut latest = None;
-    for attempt in 0..MAX_UPDATE_ATTEMPTS {
-        if attempt > 0 {
-            backoff(attempt).await;
-        }
-        let current = find_existing(db.read(), org_id, &change.name).await?;
-        if let Some(expected) = change.expected_version
-            && expected != current.current_version
-        {
-            return Err(Error::VersionConflict {
-                expected,
-                current: current.current_version,
-            });
-        }
-        let next = current.current_version + i32::from(change.value.is_some());
-        let context = EncryptionContext {
-            org_id,
-            secret_id: current.id,
-            version: next,
-        };
-        let sealed = match &change.value {
-            Some(value) => Some(crypto::seal(keys, &context, value.expose().as_bytes()).await?),
-            None => None,
-        };
+    // Fail fast, before spending a KMS call; what counts is re-read under the lock below.
+    let seen = find_existing(db.read(), org_id, &change.name).await?;
+    check_expected(change.expected_version, seen.current_version)?;
+    // The data key is bound to the new version's row, not to its number: the number is
+    // decided under the lock, so no writer has to give up because another got there
+    // first.
+    let row_id = Uuid::now_v7();
+    let prepared = match &change.value {
+        Some(_) => Some(crypto::prepare(keys, org_id, seen.id, row_id).await?),
+        None => None,
+    };
 
-        let at = now();
-        let txn = db::begin_write(db).await?;
-        // Check-and-set: this write also locks the row, so whatever deploy pins a version
-        // of it either committed before (and its pin is seen by the prune below) or waits.
-        let mut write = secret::Entity::update_many()
-            .col_expr(secret::Column::CurrentVersion, Expr::value(next))
-            .col_expr(secret::Column::UpdatedAt, Expr::value(at))
-            .col_expr(
-                secret::Column::UpdatedBy,
-                Expr::value(Some(actor.principal.id)),
-            )
-            .filter(secret::Column::Id.eq(current.id))
-            .filter(secret::Column::CurrentVersion.eq(current.current_version))
-            .filter(secret::Column::State.ne(SecretState::Deleted.as_str()));
-        if let Some(description) = &change.description {
-            let text = description.clone().map(Description::into_inner);
-            write = write.col_expr(secret::Column::Description, Expr::value(text));
-        }
-        // Rotation is due a period after the value's last change.
-        let period = change
-            .rotation_period_days
-            .unwrap_or(current.rotation_period_days);
-        let changed = if change.value.is_some() {
-            Some(at)
-        } else {
-            current.value_changed_at
-        };
-        if change.value.is_some() {
-            write = write.col_expr(secret::Column::ValueChangedAt, Expr::value(Some(at)));
-        }
-        if change.value.is_some() || change.rotation_period_days.is_some() {
-            let due = changed.and_then(|changed| rotation_due(changed, period));
-            write = write
-                .col_expr(secret::Column::RotationPeriodDays, Expr::value(period))
-                .col_expr(secret::Column::RotationDueAt, Expr::value(due));
-        }
-        if write.exec(&txn).await?.rows_affected == 0 {
-            // Another writer changed (or deleted) the secret since we read it.
-            txn.rollback().await?;
-            let now_current = find_existing(db.read(), org_id, &change.name).await?;
-            if let Some(expected) = change.expected_version
-                && expected != now_current.current_version
-            {
-                return Err(Error::VersionConflict {
-                    expected,
-                    current: now_current.current_version,
-                });
-            }
-            latest = Some(now_current.current_version);
-            continue;
-        }
-        let kind = match change.rolled_back_from {
-            Some(_) => SecretEventKind::RolledBack,
-            None => SecretEventKind::Updated,
-        };
-        let mut notices = vec![Notice::secret(
-            org_id,
-            (current.id, &current.name),
-            kind,
-            Some(next),
-            Some(actor.principal.id),
-            at,
-        )];
-        if let Some(sealed) = sealed {
-            version_row(actor, &context, sealed).insert(&txn).await?;
-            prune_versions(&txn, current.id, next, retention).await?;
-            // Up to date until now: pinned to the version this update replaced.
-            for dependent in dependents::dependents(&txn, org_id, &change.name).await? {
-                if dependent.state == DependentState::Stale
-                    && dependent.deployed_version == Some(current.current_version)
-                {
-                    let previous = Some(DependentState::UpToDate);
-                    notices.push(Notice::dependent(
-                        org_id,
-                        &current.name,
-                        &dependent,
-                        previous,
-                        at,
-                    ));
-                }
-            }
-        }
-        let action = match change.rolled_back_from {
-            Some(_) => "secret.rollback",
-            None => "secret.update",
-        };
-        let event = Event::allowed(action, Target::secret(Some(current.id), &current.name))
-            .with_detail(serde_json::json!({
-                "version": next,
-                "valueChanged": change.value.is_some(),
-                "descriptionChanged": change.description.is_some(),
-                "rotationPeriodDays": period,
-                "rolledBackFrom": change.rolled_back_from,
-            }));
-        audit::record(&txn, actor, event).await?;
-        db.events().commit(txn, notices).await?;
+    let at = now();
+    let txn = db::begin_write(db).await?;
+    // Writers of one secret take turns here: PostgreSQL locks the row until commit
+    // (`FOR UPDATE`); on SQLite the transaction already holds the single writer lock.
+    let current = secret::Entity::find_by_id(seen.id)
+        .filter(secret::Column::OrgId.eq(org_id))
+        .filter(secret::Column::State.ne(SecretState::Deleted.as_str()))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("secret {}", change.name)))?;
+    check_expected(change.expected_version, current.current_version)?;
+    let next = current.current_version + i32::from(change.value.is_some());
+    let context = EncryptionContext::new(org_id, current.id, next, row_id);
+    let sealed = match (prepared, &change.value) {
+        (Some(prepared), Some(value)) => Some(prepared.seal(next, value.expose().as_bytes())?),
+        _ => None,
+    };
 
-        let description = match change.description {
-            Some(d) => d.map(Description::into_inner),
-            None => current.description,
-        };
-        let rotation_due_at = if change.value.is_some() || change.rotation_period_days.is_some() {
-            changed.and_then(|changed| rotation_due(changed, period))
-        } else {
-            current.rotation_due_at
-        };
-        return Ok(secret::Model {
-            current_version: next,
-            updated_at: at,
-            updated_by: Some(actor.principal.id),
-            description,
-            rotation_period_days: period,
-            value_changed_at: changed,
-            rotation_due_at,
-            ..current
-        });
+    // The conditional write is a second guard: it changes nothing unless the version is
+    // still the one read under the lock.
+    let mut write = secret::Entity::update_many()
+        .col_expr(secret::Column::CurrentVersion, Expr::value(next))
+        .col_expr(secret::Column::UpdatedAt, Expr::value(at))
+        .col_expr(
+            secret::Column::UpdatedBy,
+            Expr::value(Some(actor.principal.id)),
+        )
+        .filter(secret::Column::Id.eq(current.id))
+        .filter(secret::Column::CurrentVersion.eq(current.current_version));
+    if let Some(description) = &change.description {
+        let text = description.clone().map(Description::into_inner);
+        write = write.col_expr(secret::Column::Description, Expr::value(text));
     }
-    tracing::warn!(
-        secret = %change.name,
-        attempts = MAX_UPDATE_ATTEMPTS,
-        "an update lost every race for the secret; the client is told to retry"
-    );
-    Err(Error::UpdateContended {
-        current: latest.unwrap_or_default(),
+    // Rotation is due a period after the value's last change.
+    let period = change
+        .rotation_period_days
+        .unwrap_or(current.rotation_period_days);
+    let changed = if change.value.is_some() {
+        Some(at)
+    } else {
+        current.value_changed_at
+    };
+    if change.value.is_some() {
+        write = write.col_expr(secret::Column::ValueChangedAt, Expr::value(Some(at)));
+    }
+    if change.value.is_some() || change.rotation_period_days.is_some() {
+        let due = changed.and_then(|changed| rotation_due(changed, period));
+        write = write
+            .col_expr(secret::Column::RotationPeriodDays, Expr::value(period))
+            .col_expr(secret::Column::RotationDueAt, Expr::value(due));
+    }
+    if write.exec(&txn).await?.rows_affected != 1 {
+        return Err(Error::Internal(
+            "a locked secret changed under its update".to_owned(),
+        ));
+    }
+    let kind = match change.rolled_back_from {
+        Some(_) => SecretEventKind::RolledBack,
+        None => SecretEventKind::Updated,
+    };
+    let mut notices = vec![Notice::secret(
+        org_id,
+        (current.id, &current.name),
+        kind,
+        Some(next),
+        Some(actor.principal.id),
+        at,
+    )];
+    if let Some(sealed) = sealed {
+        version_row(actor, &context, sealed).insert(&txn).await?;
+        prune_versions(&txn, current.id, next, retention).await?;
+        // Up to date until now: pinned to the version this update replaced.
+        for dependent in dependents::dependents(&txn, org_id, &change.name).await? {
+            if dependent.state == DependentState::Stale
+                && dependent.deployed_version == Some(current.current_version)
+            {
+                let previous = Some(DependentState::UpToDate);
+                notices.push(Notice::dependent(
+                    org_id,
+                    &current.name,
+                    &dependent,
+                    previous,
+                    at,
+                ));
+            }
+        }
+    }
+    let action = match change.rolled_back_from {
+        Some(_) => "secret.rollback",
+        None => "secret.update",
+    };
+    let event = Event::allowed(action, Target::secret(Some(current.id), &current.name))
+        .with_detail(serde_json::json!({
+            "version": next,
+            "valueChanged": change.value.is_some(),
+            "descriptionChanged": change.description.is_some(),
+            "rotationPeriodDays": period,
+            "rolledBackFrom": change.rolled_back_from,
+        }));
+    audit::record(&txn, actor, event).await?;
+    db.events().commit(txn, notices).await?;
+
+    let description = match change.description {
+        Some(d) => d.map(Description::into_inner),
+        None => current.description,
+    };
+    let rotation_due_at = if change.value.is_some() || change.rotation_period_days.is_some() {
+        changed.and_then(|changed| rotation_due(changed, period))
+    } else {
+        current.rotation_due_at
+    };
+    Ok(secret::Model {
+        current_version: next,
+        updated_at: at,
+        updated_by: Some(actor.principal.id),
+        description,
+        rotation_period_days: period,
+        value_changed_at: changed,
+        rotation_due_at,
+        ..current
     })
 }
 
-/// Sleeps a random 0..(2 × attempt) ms, at most 50 ms.
-async fn backoff(attempt: u32) {
-    let mut byte = [0u8; 1];
-    let jitter = getrandom::fill(&mut byte).map_or(0, |()| u64::from(byte[0]));
-    let ceiling = u64::from(attempt * 2).clamp(1, 50);
-    tokio::time::sleep(std::time::Duration::from_millis(jitter % ceiling)).await;
+/// Check-and-set: `VERSION_CONFLICT` unless the secret is at the expected version.
+fn check_expected(expected: Option<i32>, current: i32) -> Result<()> {
+    match expected {
+        Some(expected) if expected != current => Err(Error::VersionConflict { expected, current }),
+        _ => Ok(()),
+    }
 }
 
 /// Destroys versions older than the newest `retention`, except those an active

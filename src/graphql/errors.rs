@@ -16,10 +16,6 @@ impl ErrorExtensions for crate::Error {
                     ext.set("expectedVersion", *expected);
                     ext.set("currentVersion", *current);
                 }
-                crate::Error::UpdateContended { current } => {
-                    ext.set("currentVersion", *current);
-                    ext.set("retryable", true);
-                }
                 crate::Error::MissingSecrets(names) => {
                     ext.set("missingSecrets", names.clone());
                 }
@@ -32,6 +28,9 @@ impl ErrorExtensions for crate::Error {
                     ext.set("dependents", listed);
                 }
                 _ => {}
+            }
+            if self.is_retryable() {
+                ext.set("retryable", true);
             }
         })
     }

@@ -180,11 +180,14 @@ async fn wrapped_key_is_a_kms_blob(store: Store) {
     // Configured by key id, recorded by ARN (what KMS answered).
     assert_wrapped_by(&moto, std::slice::from_ref(&stored), &arn).await;
 
+    // Another version row of the same secret, and the old binding by version number.
     let mut other_version = stored.context();
-    other_version[2].1 = "2".to_owned();
+    other_version[2].1 = uuid::Uuid::now_v7().hyphenated().to_string();
+    let mut by_number = stored.context();
+    by_number[2] = ("strongroom:version", "1".to_owned());
     let mut other_secret = stored.context();
     other_secret[1].1 = uuid::Uuid::now_v7().hyphenated().to_string();
-    for context in [&other_version[..], &other_secret[..]] {
+    for context in [&other_version[..], &by_number[..], &other_secret[..]] {
         assert_eq!(
             moto.decrypt(&stored.wrapped_key, context, Some(&arn)).await,
             Err("InvalidCiphertextException".to_owned()),

@@ -26,7 +26,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    CREATE_SECRET, CREATE_SERVICE_ACCOUNT, DEPLOY_RESOURCE, Store, TestApp, UPDATE_SECRET,
+    CREATE_SECRET, CREATE_SERVICE_ACCOUNT, DEPLOY_RESOURCE, QUIET, Store, TestApp, UPDATE_SECRET,
     UPSERT_RESOURCE, both_stores, data, id, resource_input,
 };
 
@@ -35,17 +35,6 @@ both_stores!(every_list_field, a_page_of_50_secrets_with_dependents);
 /// The two sizes every list is measured at.
 const SMALL: usize = 2;
 const LARGE: usize = 8;
-
-/// Every request looks its token up: one statement, cache or no cache, made deterministic.
-/// And no background task writes meanwhile — the usage `resourceSecrets` records is
-/// flushed hourly, the purge and rotation sweep daily (its first pass runs at start, long
-/// before the measurements): a write landing inside a measured request would count
-/// against it.
-const QUIET: [(&str, &str); 3] = [
-    ("STRONGROOM_AUTH_CACHE_MILLIS", "0"),
-    ("STRONGROOM_USAGE_FLUSH_SECONDS", "3600"),
-    ("STRONGROOM_SWEEP_INTERVAL_SECS", "86400"),
-];
 
 /// The issue's bound, "the page of 50 secrets with dependents costs at most 4 SQL
 /// statements", plus the one token lookup every request costs with the auth cache off.

@@ -32,6 +32,18 @@ pub use ws::*;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const LOG_LINES_ON_FAILURE: usize = 200;
 
+/// For tests that count statements: every request looks its token up (one statement,
+/// cache or no cache, made deterministic — with the cache on, whether a request finds its
+/// token cached depends on how long the one before took). And no background task writes
+/// meanwhile — the usage `resourceSecrets` records is flushed hourly, the purge and
+/// rotation sweep daily (its first pass runs at start, long before the measurements): a
+/// statement landing inside a measured request would count against it.
+pub const QUIET: [(&str, &str); 3] = [
+    ("STRONGROOM_AUTH_CACHE_MILLIS", "0"),
+    ("STRONGROOM_USAGE_FLUSH_SECONDS", "3600"),
+    ("STRONGROOM_SWEEP_INTERVAL_SECS", "86400"),
+];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Store {
     Sqlite,
@@ -103,10 +115,27 @@ impl TestApp {
         store: Store,
         extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)],
     ) -> Self {
+        Self::spawn_in(store, None, extra_env).await
+    }
+
+    /// Spawns the server on SQLite with its database file in `db_dir` (a disk of the
+    /// test's making), with `extra_env` on top of the test configuration.
+    pub async fn spawn_sqlite_in(
+        db_dir: &std::path::Path,
+        extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)],
+    ) -> Self {
+        Self::spawn_in(Store::Sqlite, Some(db_dir), extra_env).await
+    }
+
+    async fn spawn_in(
+        store: Store,
+        db_dir: Option<&std::path::Path>,
+        extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let (database_url, sqlite_path, postgres) = match store {
             Store::Sqlite => {
-                let path = dir.path().join("strongroom.db");
+                let path = db_dir.unwrap_or(dir.path()).join("strongroom.db");
                 let url = format!("sqlite://{}?mode=rwc", path.display());
                 (url, Some(path), None)
             }

@@ -15,15 +15,21 @@ pub struct StoredVersion {
     pub version: i32,
     pub key_id: String,
     pub wrapped_key: Vec<u8>,
+    /// The version row's id, which its data key is bound to.
+    pub row_id: Uuid,
 }
 
 impl StoredVersion {
-    /// The encryption context its data key is bound to (DESIGN.md §4).
+    /// The encryption context its data key is bound to (DESIGN.md §4; the README's
+    /// "Envelope encryption"): organization, secret and the version's own row.
     pub fn context(&self) -> [(&'static str, String); 3] {
         [
             ("strongroom:org", self.org_id.hyphenated().to_string()),
             ("strongroom:secret", self.secret_id.hyphenated().to_string()),
-            ("strongroom:version", self.version.to_string()),
+            (
+                "strongroom:version-id",
+                self.row_id.hyphenated().to_string(),
+            ),
         ]
     }
 }
@@ -85,7 +91,8 @@ impl TestApp {
 
     /// Every stored secret version with its wrapping facts, by secret name then version.
     pub async fn stored_versions(&self) -> Vec<StoredVersion> {
-        const SQL: &str = "SELECT s.name, v.org_id, v.secret_id, v.version, v.key_id, v.wrapped_key
+        const SQL: &str =
+            "SELECT s.name, v.org_id, v.secret_id, v.version, v.key_id, v.wrapped_key, v.id
             FROM secret_versions v JOIN secrets s ON s.id = v.secret_id
             ORDER BY s.name, v.version";
         let db = self.database().await;
@@ -103,6 +110,7 @@ impl TestApp {
                     version: row.try_get_by_index(3).expect(column),
                     key_id: row.try_get_by_index(4).expect(column),
                     wrapped_key: row.try_get_by_index(5).expect(column),
+                    row_id: row.try_get_by_index(6).expect(column),
                 }
             })
             .collect()
