@@ -102,17 +102,16 @@ fn options(url: &str, max_connections: u32, role: Role) -> ConnectOptions {
         .max_connections(max_connections.max(1))
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging_level(log::LevelFilter::Debug);
-    // A connection handed back inside a transaction is closed, never reused: after a
-    // failed `COMMIT` (a full disk, an I/O error) SQLite may already have rolled back, the
-    // queued `ROLLBACK` then fails, and the driver would go on counting one open
+    // A SQLite connection still inside a transaction is closed, never handed out again:
+    // after a failed `COMMIT` (a full disk, an I/O error) SQLite may already have rolled
+    // back, the driver's queued `ROLLBACK` then fails, and it would go on counting one open
     // transaction, so that every later `BEGIN` became a `SAVEPOINT` inside a transaction
-    // that never commits: writes acknowledged and lost. The ping first lets the queued
-    // rollback run, so a transaction dropped the ordinary way is not counted.
+    // that never commits: writes acknowledged and lost. The pool's own check on release
+    // (a ping) has run that queued rollback by the time the connection is acquired again,
+    // so a transaction dropped the ordinary way is not counted. (PostgreSQL needs no such
+    // check: a `ROLLBACK` outside a transaction succeeds there, and the count follows.)
     options.map_sqlx_sqlite_pool_opts(|pool| {
-        pool.after_release(|conn, _| Box::pin(release_clean(conn)))
-    });
-    options.map_sqlx_postgres_pool_opts(|pool| {
-        pool.after_release(|conn, _| Box::pin(release_clean(conn)))
+        pool.before_acquire(|conn, _| Box::pin(std::future::ready(Ok(reusable(conn)))))
     });
     options.map_sqlx_sqlite_opts(move |o| {
         let o = o
@@ -127,21 +126,17 @@ fn options(url: &str, max_connections: u32, role: Role) -> ConnectOptions {
     options
 }
 
-/// Whether a connection coming back to its pool may be reused: it answers, and no
-/// transaction is left open on it.
-async fn release_clean<C: sqlx::Connection>(conn: &mut C) -> Result<bool, sqlx::Error> {
-    if let Err(e) = conn.ping().await {
-        tracing::warn!(error = %e, "a database connection failed its check on release; replaced");
-        return Ok(false);
-    }
+/// Whether a pooled connection may be handed out: no transaction is left open on it.
+fn reusable(conn: &sqlx::SqliteConnection) -> bool {
+    use sqlx::Connection;
     if conn.is_in_transaction() {
         tracing::error!(
-            "a database connection came back inside a transaction (a failed commit); replaced, \
+            "a database connection was left inside a transaction (a failed commit); replaced, \
              its uncommitted work rolled back"
         );
-        return Ok(false);
+        return false;
     }
-    Ok(true)
+    true
 }
 
 /// A transaction that will write. On SQLite it takes the writer lock at `BEGIN` (waiting on

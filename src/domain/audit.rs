@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use entity::audit_event;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -175,7 +175,7 @@ const QUEUE: usize = 4096;
 /// An event waiting for its group commit, and who to tell once it is durable.
 struct Pending {
     row: audit_event::ActiveModel,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), DbErr>>,
 }
 
 /// The audit log of reads that reveal plaintext, written by group commit.
@@ -215,7 +215,8 @@ impl AuditLog {
         committed
             .await
             .map_err(|_| unavailable())?
-            .map_err(|e| Error::Internal(format!("could not record the audit event: {e}")))
+            // The database's own error, so that a full disk or an outage keeps its code.
+            .map_err(Error::Db)
     }
 }
 
@@ -241,14 +242,13 @@ async fn write_groups(db: DatabaseConnection, mut pending: mpsc::Receiver<Pendin
                     let outcome = audit_event::Entity::insert(p.row)
                         .exec_without_returning(&db)
                         .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string());
+                        .map(|_| ());
                     let _ = p.done.send(outcome);
                 }
             }
             Err(e) => {
                 for p in group.drain(..) {
-                    let _ = p.done.send(Err(e.to_string()));
+                    let _ = p.done.send(Err(e.clone()));
                 }
             }
         }
