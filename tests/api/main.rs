@@ -13,6 +13,7 @@ mod conformance;
 mod cors;
 mod dependents;
 mod events;
+mod faults;
 mod guards;
 mod inputs;
 mod kms;

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     DELETE_SECRET, DEPLOY_RESOURCE, Store, TestApp, UPDATE_SECRET, UPSERT_RESOURCE, both_stores,
-    data, error_codes, id, resource_input,
+    data, id, outcome, resource_input,
 };
 
 both_stores!(
@@ -48,18 +48,6 @@ fn deploy(token: &str, resource_id: &str) -> (String, &'static str, Value) {
         DEPLOY_RESOURCE,
         json!({ "id": resource_id }),
     )
-}
-
-/// The only error code of a response, or `"OK"` for a success.
-fn outcome(response: &Value) -> String {
-    match error_codes(response).as_slice() {
-        [] => {
-            data(response);
-            "OK".to_owned()
-        }
-        [code] => code.clone(),
-        codes => panic!("more than one error ({codes:?}): {response:#}"),
-    }
 }
 
 async fn count(app: &TestApp, sql: &str) -> i64 {

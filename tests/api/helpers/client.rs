@@ -29,6 +29,19 @@ pub fn assert_code(response: &Value, code: &str) {
     );
 }
 
+/// The only error code of a response, or `"OK"` for a success (which has `data`).
+#[track_caller]
+pub fn outcome(response: &Value) -> String {
+    match error_codes(response).as_slice() {
+        [] => {
+            data(response);
+            "OK".to_owned()
+        }
+        [code] => code.clone(),
+        codes => panic!("more than one error ({codes:?}): {response:#}"),
+    }
+}
+
 /// The response's `data`, asserting that it carries no error.
 #[track_caller]
 pub fn data(response: &Value) -> &Value {

@@ -119,9 +119,7 @@ impl TestApp {
     }
 
     /// Spawns the server on SQLite with its database file in `db_dir` (a disk of the
-    /// test's making), with `extra_env` on top of the test configuration. For the
-    /// disk-full test, not yet landed.
-    #[allow(dead_code)]
+    /// test's making), with `extra_env` on top of the test configuration.
     pub async fn spawn_sqlite_in(
         db_dir: &std::path::Path,
         extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)],

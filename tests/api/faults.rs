@@ -1,0 +1,299 @@
+//! When the machine misbehaves (DESIGN.md §13): each fault injected into the real binary
+//! — a disk that fills up, a hot secret that many writers update at once — and what a
+//! client then sees and what stays on disk.
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use serde_json::json;
+
+use crate::helpers::{
+    Api, CREATE_SECRET, SECRET_VALUE, Store, TestApp, UPDATE_SECRET, all_at_once, both_stores,
+    data, outcome,
+};
+
+both_stores!(a_hot_secret_takes_every_writer_in_turn);
+
+const ROLLBACK_SECRET: &str = "mutation($input: RollbackSecretInput!) {
+    rollbackSecret(input: $input) { secret { currentVersion } } }";
+const SECRETS_PAGE: &str = "query { secrets(first: 100) { totalCount nodes { name } } }";
+
+/// 32 writers at once on one secret (at version 2), none with `expectedVersion`, some
+/// rolling back to version 1: every one lands, as versions 3…34 without a gap or a
+/// duplicate, and each version holds
+/// the value its writer sent. Writers take turns on the secret; none is refused because
+/// the others were writing. Across three replicas on PostgreSQL too (below).
+async fn a_hot_secret_takes_every_writer_in_turn(store: Store) {
+    let app = TestApp::spawn_with(store, &[("STRONGROOM_VERSION_RETENTION", "100")]).await;
+    let servers = vec![app.api.clone()];
+    hot_secret_race(&app, &servers).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hot_secret_takes_every_writer_in_turn_across_replicas() {
+    let env = [("STRONGROOM_VERSION_RETENTION", "100")];
+    let app = TestApp::spawn_with(Store::Postgres, &env).await;
+    let replicas = [app.start_replica(&env), app.start_replica(&env)];
+    let servers: Vec<_> = std::iter::once(app.api.clone())
+        .chain(replicas.iter().map(|r| r.api.clone()))
+        .collect();
+    hot_secret_race(&app, &servers).await;
+}
+
+async fn hot_secret_race(app: &TestApp, servers: &[Api]) {
+    const WRITERS: usize = 32;
+    app.create_secret("HOT", "hot-1").await;
+    let second = json!({ "input": { "name": "HOT", "value": "hot-2" } });
+    assert_eq!(outcome(&app.admin(UPDATE_SECRET, second).await), "OK");
+    // Every fourth writer rolls back to version 1; the rest write a value of their own.
+    let requests = (0..WRITERS)
+        .map(|i| {
+            let server = servers[i % servers.len()].clone();
+            let token = app.admin_token.clone();
+            if i % 4 == 3 {
+                let input = json!({ "input": { "name": "HOT", "toVersion": 1 } });
+                (server, token, ROLLBACK_SECRET, input)
+            } else {
+                let input =
+                    json!({ "input": { "name": "HOT", "value": format!("hot-writer-{i}") } });
+                (server, token, UPDATE_SECRET, input)
+            }
+        })
+        .collect();
+    let responses = all_at_once(requests).await;
+
+    let mut written = BTreeMap::new();
+    for (i, response) in responses.iter().enumerate() {
+        assert_eq!(outcome(response), "OK", "writer {i}: {response:#}");
+        let payload = if i % 4 == 3 {
+            &data(response)["rollbackSecret"]
+        } else {
+            &data(response)["updateSecret"]
+        };
+        let version = payload["secret"]["currentVersion"]
+            .as_i64()
+            .expect("a version");
+        let value = if i % 4 == 3 {
+            "hot-1".to_owned()
+        } else {
+            format!("hot-writer-{i}")
+        };
+        assert!(
+            written.insert(version, value).is_none(),
+            "version {version} answered twice"
+        );
+    }
+    let versions: Vec<i64> = written.keys().copied().collect();
+    assert_eq!(versions, (3..=WRITERS as i64 + 2).collect::<Vec<_>>());
+    for (version, value) in &written {
+        let read = app
+            .admin(SECRET_VALUE, json!({ "name": "HOT", "version": version }))
+            .await;
+        assert_eq!(
+            data(&read)["secretValue"]["value"].as_str(),
+            Some(value.as_str()),
+            "version {version}"
+        );
+    }
+}
+
+/// A small disk (a tmpfs this test mounts) under the SQLite database, with a ballast file
+/// that fills most of it; removing the ballast is the operator freeing space.
+struct SmallDisk {
+    mount: PathBuf,
+    ballast: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size_mib: u32) -> Self {
+        let id = Command::new("id").arg("-u").output().expect("run `id -u`");
+        assert_eq!(
+            String::from_utf8_lossy(&id.stdout).trim(),
+            "0",
+            "the disk-full test mounts a tmpfs and must run as root (as CI does)"
+        );
+        let dir = tempfile::tempdir().expect("a directory to mount on");
+        let mount = dir.path().join("disk");
+        std::fs::create_dir(&mount).expect("create the mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m"), "tmpfs"])
+            .arg(&mount)
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount a {size_mib} MiB tmpfs: {status}");
+        let ballast = mount.join("ballast");
+        Self {
+            mount,
+            ballast,
+            _dir: dir,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        &self.mount
+    }
+
+    /// Fills the disk but for about `leave_kib`.
+    fn fill(&self, leave_kib: u64) {
+        let free = self.free_kib();
+        let size = free.saturating_sub(leave_kib) * 1024;
+        let file = std::fs::File::create(&self.ballast).expect("create the ballast");
+        use std::io::Write;
+        let mut writer = std::io::BufWriter::new(file);
+        let chunk = vec![0x5Au8; 64 * 1024];
+        let mut left = size as usize;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            writer.write_all(&chunk[..n]).expect("write the ballast");
+            left -= n;
+        }
+        writer.flush().expect("flush the ballast");
+    }
+
+    fn free_space(&self) {
+        std::fs::remove_file(&self.ballast).expect("remove the ballast");
+    }
+
+    fn free_kib(&self) -> u64 {
+        let output = Command::new("df")
+            .args(["--output=avail", "-k"])
+            .arg(&self.mount)
+            .output()
+            .expect("run df");
+        let text = String::from_utf8_lossy(&output.stdout);
+        text.lines()
+            .nth(1)
+            .and_then(|line| line.trim().parse().ok())
+            .unwrap_or_else(|| panic!("df printed {text:?}"))
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+    }
+}
+
+/// SQLite on a disk that fills up while secrets are created and revealed: a write that
+/// does not fit is refused with `STORAGE_FULL` and leaves nothing behind; every write
+/// that was acknowledged is there — while the server runs, and after a restart — and every
+/// acknowledged reveal is audited; metadata reads keep working; once space is back,
+/// writes work again without a restart; `integrity_check` is clean.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_refuses_writes_and_loses_nothing() {
+    const VALUE_BYTES: usize = 24 * 1024;
+    const ATTEMPTS: usize = 120;
+    let disk = SmallDisk::mount(16);
+    let mut app = TestApp::spawn_sqlite_in(disk.path(), &[] as &[(&str, &str)]).await;
+    disk.fill(1024);
+
+    let mut acknowledged = BTreeSet::new();
+    let mut refused = BTreeSet::new();
+    let mut revealed: i64 = 0;
+    let mut refusals_after_first = 0;
+    for i in 0..ATTEMPTS {
+        let name = format!("FILLER_{i:03}");
+        let value = format!("{i:03}-{}", "v".repeat(VALUE_BYTES));
+        let input = json!({ "input": { "name": name, "value": value } });
+        let response = app.admin(CREATE_SECRET, input).await;
+        match outcome(&response).as_str() {
+            "OK" => {
+                acknowledged.insert(name.clone());
+                let read = app.admin(SECRET_VALUE, json!({ "name": name })).await;
+                match outcome(&read).as_str() {
+                    "OK" => {
+                        assert_eq!(data(&read)["secretValue"]["value"], value.as_str());
+                        revealed += 1;
+                    }
+                    // Fail closed: no value without its audit row.
+                    "STORAGE_FULL" => assert!(read["data"]["secretValue"].is_null(), "{read:#}"),
+                    other => panic!("a reveal answered {other}: {read:#}"),
+                }
+            }
+            "STORAGE_FULL" => {
+                let extensions = &response["errors"][0]["extensions"];
+                assert_eq!(extensions["retryable"], true, "{response:#}");
+                refused.insert(name);
+                if refused.len() > 1 {
+                    refusals_after_first += 1;
+                }
+            }
+            other => panic!("a create answered {other}: {response:#}"),
+        }
+        if refused.len() >= 10 {
+            break;
+        }
+    }
+    println!(
+        "disk full: {} creates acknowledged, {} refused, {} reveals acknowledged",
+        acknowledged.len(),
+        refused.len(),
+        revealed
+    );
+    assert!(
+        refused.len() >= 10,
+        "the disk never filled: {} acknowledged",
+        acknowledged.len()
+    );
+    assert!(refusals_after_first > 0);
+
+    // Metadata reads keep working on a full disk, and show exactly what was acknowledged.
+    let listed = listed_names(&app).await;
+    assert_eq!(listed, acknowledged, "while the disk is full");
+
+    // Space comes back: writes work again, without a restart.
+    disk.free_space();
+    let response = app
+        .admin(
+            CREATE_SECRET,
+            json!({ "input": { "name": "AFTER_SPACE", "value": "back" } }),
+        )
+        .await;
+    assert_eq!(outcome(&response), "OK", "{response:#}");
+    acknowledged.insert("AFTER_SPACE".to_owned());
+    assert_eq!(listed_names(&app).await, acknowledged, "once space is back");
+
+    // Durable: after a restart every acknowledged secret is there with its value, every
+    // acknowledged reveal has its audit row, and nothing refused left a trace.
+    app.restart_with(&[] as &[(&str, &str)]).await;
+    assert_eq!(listed_names(&app).await, acknowledged, "after a restart");
+    for name in acknowledged.iter().filter(|n| n.starts_with("FILLER_")) {
+        let value = app.reveal(name).await;
+        assert!(value.starts_with(&name["FILLER_".len()..]), "{name}");
+    }
+    let reveal_rows = app
+        .sql_query_one_i64(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'secret.reveal' AND outcome = 'ALLOWED'",
+        )
+        .await;
+    // The reveals just made after the restart count too.
+    let filler = acknowledged
+        .iter()
+        .filter(|n| n.starts_with("FILLER_"))
+        .count() as i64;
+    assert_eq!(reveal_rows, revealed + filler);
+    for name in &refused {
+        let versions = app
+            .sql_query_one_i64(&format!(
+                "SELECT COUNT(*) FROM secret_versions v JOIN secrets s ON s.id = v.secret_id \
+                 WHERE s.name = '{name}'"
+            ))
+            .await;
+        assert_eq!(versions, 0, "{name} was refused but left a version");
+    }
+    let integrity = app.sql_strings("PRAGMA integrity_check").await;
+    assert_eq!(integrity, vec!["ok".to_owned()]);
+}
+
+async fn listed_names(app: &TestApp) -> BTreeSet<String> {
+    let response = app.admin(SECRETS_PAGE, json!({})).await;
+    data(&response)["secrets"]["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|node| node["name"].as_str().expect("a name").to_owned())
+        .collect()
+}
