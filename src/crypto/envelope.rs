@@ -172,6 +172,16 @@ mod tests {
         }
     }
 
+    /// What the version row of `sealed` would hold.
+    fn stored(sealed: &Sealed) -> StoredEnvelope<'_> {
+        StoredEnvelope {
+            ciphertext: &sealed.ciphertext,
+            nonce: &sealed.nonce,
+            wrapped_key: sealed.wrapped_key.clone(),
+            scheme: sealed.scheme,
+        }
+    }
+
     fn provider() -> LocalKeyProvider {
         LocalKeyProvider::new(
             vec![MasterKey::generate().expect("rng")],
@@ -184,12 +194,7 @@ mod tests {
         let keys = provider();
         let sealed = seal(&keys, &context(1), b"hunter2").await.expect("seal");
         assert_ne!(sealed.ciphertext, b"hunter2");
-        let stored = StoredEnvelope {
-            ciphertext: &sealed.ciphertext,
-            nonce: &sealed.nonce,
-            wrapped_key: sealed.wrapped_key.clone(),
-            scheme: sealed.scheme,
-        };
+        let stored = stored(&sealed);
         let opened = open(&keys, &context(1), &stored).await.expect("open");
         assert_eq!(opened.as_slice(), b"hunter2");
     }
@@ -198,12 +203,7 @@ mod tests {
     async fn another_context_fails_as_integrity_error() {
         let keys = provider();
         let sealed = seal(&keys, &context(1), b"hunter2").await.expect("seal");
-        let stored = StoredEnvelope {
-            ciphertext: &sealed.ciphertext,
-            nonce: &sealed.nonce,
-            wrapped_key: sealed.wrapped_key.clone(),
-            scheme: sealed.scheme,
-        };
+        let stored = stored(&sealed);
         let err = open(&keys, &context(2), &stored)
             .await
             .expect_err("must fail");
@@ -216,12 +216,7 @@ mod tests {
     async fn another_row_fails_as_integrity_error() {
         let keys = provider();
         let sealed = seal(&keys, &context(1), b"hunter2").await.expect("seal");
-        let stored = StoredEnvelope {
-            ciphertext: &sealed.ciphertext,
-            nonce: &sealed.nonce,
-            wrapped_key: sealed.wrapped_key.clone(),
-            scheme: sealed.scheme,
-        };
+        let stored = stored(&sealed);
         let other_row = EncryptionContext {
             row_id: Some(Uuid::from_u128(4)),
             ..context(1)
@@ -269,12 +264,7 @@ mod tests {
         let keys = provider();
         let mut sealed = seal(&keys, &context(1), b"hunter2").await.expect("seal");
         sealed.ciphertext[0] ^= 1;
-        let stored = StoredEnvelope {
-            ciphertext: &sealed.ciphertext,
-            nonce: &sealed.nonce,
-            wrapped_key: sealed.wrapped_key.clone(),
-            scheme: sealed.scheme,
-        };
+        let stored = stored(&sealed);
         let err = open(&keys, &context(1), &stored)
             .await
             .expect_err("must fail");
