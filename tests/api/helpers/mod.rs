@@ -59,17 +59,29 @@ macro_rules! both_stores {
 
             #[tokio::test(flavor = "multi_thread")]
             async fn sqlite() {
-                super::$test(Store::Sqlite).await
+                $crate::helpers::bounded(stringify!($test), super::$test(Store::Sqlite)).await
             }
 
             #[tokio::test(flavor = "multi_thread")]
             async fn postgres() {
-                super::$test(Store::Postgres).await
+                $crate::helpers::bounded(stringify!($test), super::$test(Store::Postgres)).await
             }
         }
     )+};
 }
 pub(crate) use both_stores;
+
+/// The longest any one test may run: far beyond the slowest on a loaded 2-core machine
+/// (about a minute), so that a hang fails its test, with the server's logs, instead of
+/// stalling the whole run until CI's own limit.
+const TEST_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs the test `test` within `TEST_LIMIT`.
+pub async fn bounded(test: &str, body: impl std::future::Future<Output = ()>) {
+    if tokio::time::timeout(TEST_LIMIT, body).await.is_err() {
+        panic!("{test} did not finish within {TEST_LIMIT:?}: something waits forever");
+    }
+}
 
 pub struct ServiceAccount {
     pub id: String,

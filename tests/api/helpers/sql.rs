@@ -1,8 +1,10 @@
 //! Direct SQL on a test app's database: what the tests check behind the API's back, and
 //! what an attacker with database access could change.
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
-use sea_orm::{ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement,
+};
 use uuid::Uuid;
 
 use super::TestApp;
@@ -39,7 +41,7 @@ impl TestApp {
     pub async fn sql(&self, sql: &str) -> u64 {
         let db = self.database().await;
         let result = db.execute_unprepared(sql).await;
-        let _ = db.close().await;
+        close(db).await;
         result
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
             .rows_affected()
@@ -50,7 +52,7 @@ impl TestApp {
         let db = self.database().await;
         let statement = Statement::from_string(db.get_database_backend(), sql);
         let rows = db.query_all_raw(statement).await;
-        let _ = db.close().await;
+        close(db).await;
         let rows = rows.unwrap_or_else(|e| panic!("{sql}: {e}"));
         rows.iter()
             .map(|row| {
@@ -65,7 +67,7 @@ impl TestApp {
         let db = self.database().await;
         let statement = Statement::from_string(db.get_database_backend(), sql);
         let row = db.query_one_raw(statement).await;
-        let _ = db.close().await;
+        close(db).await;
         let row = row.unwrap_or_else(|e| panic!("{sql}: {e}"));
         let row = row.unwrap_or_else(|| panic!("{sql}: no row"));
         row.try_get_by_index(0).expect("an integer column")
@@ -83,7 +85,7 @@ impl TestApp {
         let result = db
             .execute_raw(Statement::from_sql_and_values(backend, &sql, values))
             .await;
-        let _ = db.close().await;
+        close(db).await;
         result
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
             .rows_affected()
@@ -98,7 +100,7 @@ impl TestApp {
         let db = self.database().await;
         let statement = Statement::from_string(db.get_database_backend(), SQL);
         let rows = db.query_all_raw(statement).await;
-        let _ = db.close().await;
+        close(db).await;
         let rows = rows.unwrap_or_else(|e| panic!("{SQL}: {e}"));
         rows.iter()
             .map(|row| {
@@ -146,9 +148,22 @@ impl TestApp {
             .collect()
     }
 
+    /// A one-connection pool on the app's database, for one statement.
     async fn database(&self) -> DatabaseConnection {
-        Database::connect(&self.database_url)
+        let mut options = ConnectOptions::new(&self.database_url);
+        options
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .sqlx_logging(false);
+        Database::connect(options)
             .await
             .unwrap_or_else(|e| panic!("connect to the test database: {e}"))
     }
+}
+
+/// Closes a helper's pool, waiting a bounded time: sqlx's `Pool::close` waits for every
+/// connection's return, which is spawned on release and has been seen to race the close
+/// (sqlx issue 3217) on a loaded machine. Whatever is left is dropped with the pool.
+async fn close(db: DatabaseConnection) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), db.close()).await;
 }
