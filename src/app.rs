@@ -266,15 +266,30 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         key_id = state.data.keys.active_key_id(),
         "listening on http://{address}"
     );
+    let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         shutdown_signal().await;
         // Upgraded connections are not the server's to wait for: tell them.
         let _ = close_sessions.send(true);
+        let _ = signalled.send(true);
     };
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| Error::Internal(format!("server error: {e}")))?;
+    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown);
+    // Graceful, within a deadline: a client that never finishes its request (a half-sent
+    // header, a stalled upload) must not keep the process from exiting.
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    let deadline = async move {
+        if on_signal.wait_for(|signalled| *signalled).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served.map_err(|e| Error::Internal(format!("server error: {e}")))?,
+        () = deadline => tracing::warn!(
+            grace_secs = args.shutdown_grace_secs,
+            "connections still open when the shutdown grace ran out; closing them"
+        ),
+    }
     sessions.drained(Duration::from_secs(2)).await;
     // Every request has finished: what they noted is all there is to write.
     flusher.shutdown(Duration::from_secs(10)).await;

@@ -251,6 +251,10 @@ pub struct ServeArgs {
     /// announcing rotations that came due.
     #[arg(long, env = "STRONGROOM_SWEEP_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub sweep_interval_secs: u64,
+    /// Seconds a graceful shutdown (SIGTERM, SIGINT) waits for open requests and
+    /// connections before closing what is left; pending usage is written either way.
+    #[arg(long, env = "STRONGROOM_SHUTDOWN_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3_600))]
+    pub shutdown_grace_secs: u64,
     /// Origins whose browser pages may call the API (CORS), comma-separated, each exactly
     /// `scheme://host[:port]` as browsers send it. Empty (the default): CORS is off.
     #[arg(long, env = "STRONGROOM_CORS_ORIGINS", value_delimiter = ',', value_parser = CorsOrigin::parse)]

@@ -5,7 +5,10 @@ use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
     process::Command,
+    time::Duration,
 };
+
+use tokio::{io::AsyncWriteExt, net::TcpStream};
 
 use serde_json::json;
 
@@ -14,7 +17,10 @@ use crate::helpers::{
     data, outcome,
 };
 
-both_stores!(a_hot_secret_takes_every_writer_in_turn);
+both_stores!(
+    a_hot_secret_takes_every_writer_in_turn,
+    sigterm_closes_unfinished_requests_after_the_grace_and_writes_pending_usage,
+);
 
 const ROLLBACK_SECRET: &str = "mutation($input: RollbackSecretInput!) {
     rollbackSecret(input: $input) { secret { currentVersion } } }";
@@ -296,4 +302,77 @@ async fn listed_names(app: &TestApp) -> BTreeSet<String> {
         .iter()
         .map(|node| node["name"].as_str().expect("a name").to_owned())
         .collect()
+}
+
+const RESOURCE_SECRETS: &str =
+    "query($id: ID!) { resourceSecrets(resourceId: $id) { name version value } }";
+
+/// SIGTERM while clients hold connections they never finish — one idle since it was
+/// accepted, one stopped halfway through its headers, one whose body never comes — and
+/// a fetch's usage still waiting for its hourly flush: the server waits out
+/// `STRONGROOM_SHUTDOWN_GRACE_SECS` (2 s here), closes what is left, writes the pending
+/// usage and exits 0. (Without the deadline the unfinished body holds it forever.)
+async fn sigterm_closes_unfinished_requests_after_the_grace_and_writes_pending_usage(store: Store) {
+    let env = [
+        ("STRONGROOM_SHUTDOWN_GRACE_SECS", "2"),
+        ("STRONGROOM_USAGE_FLUSH_SECONDS", "3600"),
+    ];
+    let mut app = TestApp::spawn_with(store, &env).await;
+    app.create_secret("NIGHTLY_KEY", "nightly-8d21").await;
+    let resource_id = app
+        .deploy_pipeline("nightly", &[("NIGHTLY_KEY", "s3.key")])
+        .await;
+    let fetched = app
+        .admin(RESOURCE_SECRETS, json!({ "id": resource_id }))
+        .await;
+    assert_eq!(
+        data(&fetched)["resourceSecrets"][0]["value"],
+        "nightly-8d21"
+    );
+    let usage = "SELECT COUNT(*) FROM secret_usage";
+    assert_eq!(
+        app.sql_query_one_i64(usage).await,
+        0,
+        "usage waits for its flush"
+    );
+
+    let address = app.api.base_url().trim_start_matches("http://").to_owned();
+    let connect = || async {
+        TcpStream::connect(&address)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {address}: {e}"))
+    };
+    let _idle = connect().await;
+    let mut half_headers = connect().await;
+    half_headers
+        .write_all(b"POST /graphql HTTP/1.1\r\nHost: strongroom\r\nContent-Type: appl")
+        .await
+        .expect("send half the headers");
+    let mut half_body = connect().await;
+    half_body
+        .write_all(
+            b"POST /graphql HTTP/1.1\r\nHost: strongroom\r\n\
+              Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"query\":",
+        )
+        .await
+        .expect("send the headers and the start of a body");
+    // An ordinary request after them: the server has taken all three connections.
+    let answered = app.admin("{ __typename }", json!({})).await;
+    assert_eq!(data(&answered)["__typename"], "Query");
+
+    let status = app.terminate_and_restart(Duration::from_secs(20), &env);
+    let logs = app.server_logs();
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "SIGTERM with unfinished requests: {status:?} (None: still running after 20 s)\n{logs}"
+    );
+    assert!(
+        logs.contains("shutdown grace ran out"),
+        "the log says the grace ran out:\n{logs}"
+    );
+    assert_eq!(
+        app.sql_query_one_i64(usage).await,
+        1,
+        "the fetch's usage, written at shutdown"
+    );
 }

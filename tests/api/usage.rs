@@ -12,8 +12,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    DELETE_SECRET, DEPLOY_RESOURCE, SECRET_VALUE, Store, TestApp, UPDATE_SECRET, UPSERT_RESOURCE,
-    assert_code, both_stores, data, id, resource_input,
+    DELETE_SECRET, DEPLOY_RESOURCE, SECRET_VALUE, Store, TestApp, UPDATE_SECRET, assert_code,
+    both_stores, data,
 };
 
 both_stores!(
@@ -45,21 +45,6 @@ const NOT_ACCESSED_SINCE: &str = "query($since: DateTime!) {
 const DENIED_EVENTS: &str = "query($action: String!) {
     auditEvents(first: 50, filter: { action: $action, outcome: DENIED }) {
         nodes { action outcome targetName detail principal { id } } } }";
-
-/// Creates `references`' secrets' pipeline `name` and deploys it; returns its id.
-async fn deployed_pipeline(app: &TestApp, name: &str, references: &[(&str, &str)]) -> String {
-    let input = resource_input("PIPELINE", name, references);
-    let upserted = app.admin(UPSERT_RESOURCE, json!({ "input": input })).await;
-    let resource_id = id(&data(&upserted)["upsertResource"]["resource"]);
-    let deployed = app
-        .admin(DEPLOY_RESOURCE, json!({ "id": resource_id }))
-        .await;
-    assert_eq!(
-        data(&deployed)["deployResource"]["deployment"]["state"],
-        "ACTIVE"
-    );
-    resource_id
-}
 
 async fn fetch(app: &TestApp, resource_id: &str) -> Value {
     app.admin(RESOURCE_SECRETS, json!({ "id": resource_id }))
@@ -181,8 +166,12 @@ async fn fetches_say_who_runs_which_version(store: Store) {
     let app = TestApp::spawn_with(store, &FLUSH_EVERY_SECOND).await;
     app.create_secret("WAREHOUSE_DSN", "dsn-v1-5e1f").await;
     app.create_secret("UNUSED_TOKEN", "unused-0c11").await;
-    let etl = deployed_pipeline(&app, "etl", &[("WAREHOUSE_DSN", "db.dsn")]).await;
-    let idle = deployed_pipeline(&app, "idle", &[("WAREHOUSE_DSN", "db.dsn")]).await;
+    let etl = app
+        .deploy_pipeline("etl", &[("WAREHOUSE_DSN", "db.dsn")])
+        .await;
+    let idle = app
+        .deploy_pipeline("idle", &[("WAREHOUSE_DSN", "db.dsn")])
+        .await;
     assert_ne!(etl, idle);
 
     let before = now_floor();
@@ -243,7 +232,9 @@ async fn a_burst_of_fetches_costs_a_write_per_interval(store: Store) {
     ];
     let app = TestApp::spawn_with(store, &env).await;
     app.create_secret("EVENTS_TOKEN", "tok-19c3").await;
-    let ingest = deployed_pipeline(&app, "ingest", &[("EVENTS_TOKEN", "source.token")]).await;
+    let ingest = app
+        .deploy_pipeline("ingest", &[("EVENTS_TOKEN", "source.token")])
+        .await;
 
     // What one fetch costs, recording aside: the fewest of three (a flush may land in one).
     let since = now_floor();
@@ -313,8 +304,9 @@ async fn the_scream_test(store: Store) {
     let old_value = "legacy-6b2d90";
     app.create_secret(OLD, old_value).await;
     app.create_secret(OTHER, "queue-0a4c1e").await;
-    let sync =
-        deployed_pipeline(&app, "sync", &[(OLD, "api.key"), (OTHER, "queue.password")]).await;
+    let sync = app
+        .deploy_pipeline("sync", &[(OLD, "api.key"), (OTHER, "queue.password")])
+        .await;
     let since = now_floor();
     assert_eq!(fetch_ok(&app, &sync).await.len(), 2);
     let other_served = dependent_once(&app, OTHER, "sync", "the served fetch", |d| {
@@ -386,8 +378,12 @@ async fn disabled_and_deleted_secrets_are_not_read(store: Store) {
     app.create_secret("PAUSED", paused).await;
     app.create_secret("GONE", gone).await;
     app.create_secret("LATE", late).await;
-    let report = deployed_pipeline(&app, "report", &[("GONE", "smtp.password")]).await;
-    let mailer = deployed_pipeline(&app, "mailer", &[("LATE", "smtp.password")]).await;
+    let report = app
+        .deploy_pipeline("report", &[("GONE", "smtp.password")])
+        .await;
+    let mailer = app
+        .deploy_pipeline("mailer", &[("LATE", "smtp.password")])
+        .await;
     assert_eq!(app.reveal("PAUSED").await, paused);
 
     disable(&app, "PAUSED").await;
@@ -471,7 +467,9 @@ async fn usage_is_written_on_graceful_shutdown(store: Store) {
     let hourly = [("STRONGROOM_USAGE_FLUSH_SECONDS", "3600")];
     let mut app = TestApp::spawn_with(store, &hourly).await;
     app.create_secret("NIGHTLY_KEY", "nightly-8d21").await;
-    let nightly = deployed_pipeline(&app, "nightly", &[("NIGHTLY_KEY", "s3.key")]).await;
+    let nightly = app
+        .deploy_pipeline("nightly", &[("NIGHTLY_KEY", "s3.key")])
+        .await;
     let since = now_floor();
     fetch_ok(&app, &nightly).await;
     let pending = dependent(&app, "NIGHTLY_KEY", "nightly").await;
@@ -488,7 +486,9 @@ async fn usage_is_written_on_graceful_shutdown(store: Store) {
 async fn members_and_viewers_see_no_usage(store: Store) {
     let app = TestApp::spawn_with(store, &FLUSH_EVERY_SECOND).await;
     app.create_secret("SHARED_DSN", "shared-dsn-91").await;
-    let job = deployed_pipeline(&app, "job", &[("SHARED_DSN", "db.dsn")]).await;
+    let job = app
+        .deploy_pipeline("job", &[("SHARED_DSN", "db.dsn")])
+        .await;
     let since = now_floor();
     fetch_ok(&app, &job).await;
     dependent_once(&app, "SHARED_DSN", "job", "the fetch", |d| {
@@ -525,8 +525,12 @@ async fn members_and_viewers_see_no_usage(store: Store) {
 async fn replicas_keep_the_newest_fetch() {
     let app = TestApp::spawn_with(Store::Postgres, &FLUSH_EVERY_SECOND).await;
     app.create_secret("SHARED_TOKEN", "shared-v1-40e2").await;
-    let shared = deployed_pipeline(&app, "shared", &[("SHARED_TOKEN", "auth.token")]).await;
-    let solo = deployed_pipeline(&app, "solo", &[("SHARED_TOKEN", "auth.token")]).await;
+    let shared = app
+        .deploy_pipeline("shared", &[("SHARED_TOKEN", "auth.token")])
+        .await;
+    let solo = app
+        .deploy_pipeline("solo", &[("SHARED_TOKEN", "auth.token")])
+        .await;
     let mut replica = app.start_replica(&[("STRONGROOM_USAGE_FLUSH_SECONDS", "3600")]);
 
     let on_replica = |resource_id: &str| {

@@ -223,6 +223,23 @@ impl TestApp {
     /// environment. Tokens stay valid; the address changes (`app.api` follows it).
     pub async fn restart_with(&mut self, extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)]) {
         self.server.stop();
+        self.start_again(extra_env);
+    }
+
+    /// SIGTERM to the server: its exit status if it exits within `limit` (else it is
+    /// killed and this is `None`), then a new server on the same database with
+    /// `extra_env`.
+    pub fn terminate_and_restart(
+        &mut self,
+        limit: Duration,
+        extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)],
+    ) -> Option<std::process::ExitStatus> {
+        let status = self.server.terminate_within(limit);
+        self.start_again(extra_env);
+        status
+    }
+
+    fn start_again(&mut self, extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)]) {
         self.earlier_server_logs.push_str(&self.server.logs());
         self.earlier_server_logs
             .push_str("--- strongroom serve restarted ---\n");
@@ -278,6 +295,23 @@ impl TestApp {
     /// What the bootstrap commands logged (stderr), without the tokens they print on stdout.
     pub fn bootstrap_logs(&self) -> &str {
         &self.bootstrap_stderr
+    }
+
+    /// Upserts pipeline `name` with `references` (`(secretName, field)`) and deploys it
+    /// as the admin, asserting the deployment is active; returns the resource's id.
+    pub async fn deploy_pipeline(&self, name: &str, references: &[(&str, &str)]) -> String {
+        let input = resource_input("PIPELINE", name, references);
+        let upserted = self.admin(UPSERT_RESOURCE, json!({ "input": input })).await;
+        let resource_id = id(&data(&upserted)["upsertResource"]["resource"]);
+        let deployed = self
+            .admin(DEPLOY_RESOURCE, json!({ "id": resource_id }))
+            .await;
+        assert_eq!(
+            data(&deployed)["deployResource"]["deployment"]["state"],
+            "ACTIVE",
+            "deploy {name}: {deployed:#}"
+        );
+        resource_id
     }
 
     /// A GraphQL request as the `acme` admin.

@@ -58,6 +58,18 @@ impl Server {
         self.logs.join();
     }
 
+    /// SIGTERM, then `Some(status)` if it exits within `limit` (its output read to the
+    /// end), `None` if it is still running then (it is killed).
+    pub(super) fn terminate_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        signal(&self.process, "TERM");
+        let status = wait_with_timeout(&mut self.process, limit);
+        if status.is_none() {
+            self.kill();
+        }
+        self.logs.join();
+        status
+    }
+
     pub(super) fn kill(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
