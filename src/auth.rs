@@ -61,10 +61,15 @@ impl Authenticator {
         let found = match &self.cache {
             None => lookup.await?,
             // Concurrent misses for one token share one lookup.
-            Some(cache) => cache
-                .try_get_with(digest, lookup)
-                .await
-                .map_err(|e| Error::Internal(format!("token lookup failed: {e}")))?,
+            Some(cache) => {
+                cache
+                    .try_get_with(digest, lookup)
+                    .await
+                    .map_err(|e| match e.storage() {
+                        Some(storage) => Error::Storage(storage),
+                        None => Error::Internal(format!("token lookup failed: {e}")),
+                    })?
+            }
         };
         let now = chrono::Utc::now();
         Ok(found

@@ -51,6 +51,10 @@ pub enum Error {
     Integrity(String),
     #[error("database error: {0}")]
     Db(#[from] DbErr),
+    /// A database failure already classified, where the error itself is shared (one
+    /// token lookup answering several waiting requests).
+    #[error("database {0:?}")]
+    Storage(Storage),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -78,7 +82,7 @@ impl Error {
             Self::VersionConflict { .. } => "VERSION_CONFLICT",
             Self::KmsUnavailable(_) => "KMS_UNAVAILABLE",
             Self::Integrity(_) => "INTEGRITY_ERROR",
-            Self::Db(e) => match Storage::of(e) {
+            Self::Db(_) | Self::Storage(_) => match self.storage() {
                 Some(Storage::Full) => "STORAGE_FULL",
                 Some(Storage::Unavailable) => "DATABASE_UNAVAILABLE",
                 None => "INTERNAL_SERVER_ERROR",
@@ -89,15 +93,27 @@ impl Error {
 
     /// Whether trying again later may succeed (an outage, a full disk being cleared).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::KmsUnavailable(_))
-            || matches!(self, Self::Db(e) if Storage::of(e).is_some())
+        matches!(self, Self::KmsUnavailable(_)) || self.storage().is_some()
+    }
+
+    /// The machine's state behind a database failure, when it is one we name.
+    pub fn storage(&self) -> Option<Storage> {
+        match self {
+            Self::Db(e) => Storage::of(e),
+            Self::Storage(storage) => Some(*storage),
+            _ => None,
+        }
     }
 
     /// Whether the cause is ours (logged, hidden from the client) rather than the caller's.
     pub fn is_internal(&self) -> bool {
         matches!(
             self,
-            Self::Db(_) | Self::Internal(_) | Self::KmsUnavailable(_) | Self::Integrity(_)
+            Self::Db(_)
+                | Self::Storage(_)
+                | Self::Internal(_)
+                | Self::KmsUnavailable(_)
+                | Self::Integrity(_)
         )
     }
 
@@ -111,7 +127,7 @@ impl Error {
             Self::Integrity(_) => {
                 "the stored value failed its integrity check and cannot be decrypted".to_owned()
             }
-            Self::Db(e) => match Storage::of(e) {
+            Self::Db(_) | Self::Storage(_) => match self.storage() {
                 Some(Storage::Full) => "the server's storage is full; nothing was changed: \
                                         retry once an operator has freed space"
                     .to_owned(),

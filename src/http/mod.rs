@@ -180,11 +180,19 @@ async fn authenticate(
         }
         Err(e) => {
             tracing::error!(error = %e, "authentication lookup failed");
-            Err(media.refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "INTERNAL_SERVER_ERROR",
+            // The database's state when it is the cause (`DATABASE_UNAVAILABLE`,
+            // `STORAGE_FULL`); a 503 is always worth retrying.
+            let code = if e.is_retryable() {
+                e.code()
+            } else {
+                "INTERNAL_SERVER_ERROR"
+            };
+            let mut body = crate::graphql::error_response(
+                code,
                 "the server cannot check credentials right now; try again later",
-            ))
+            );
+            body["errors"][0]["extensions"]["retryable"] = serde_json::Value::Bool(true);
+            Err(media.respond(StatusCode::SERVICE_UNAVAILABLE, &body))
         }
     }
 }

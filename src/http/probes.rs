@@ -42,12 +42,23 @@ impl KeyCheck {
     }
 }
 
+/// How long `/readyz` waits for the database: a probe must answer "not ready" during an
+/// outage well within an orchestrator's probe timeout, not after the pool's acquire timeout.
+const DATABASE_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let database = state.data.db.read().ping().await;
-    if let Err(e) = &database {
-        tracing::warn!(error = %e, "readiness: database unreachable");
-    }
-    let database_ok = database.is_ok();
+    let database = tokio::time::timeout(DATABASE_CHECK_TIMEOUT, state.data.db.read().ping()).await;
+    let database_ok = match database {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("readiness: the database did not answer within 2 s");
+            false
+        }
+    };
     let keys_ok = state.key_check.ok(state.data.keys.as_ref()).await;
     let status = if database_ok && keys_ok {
         StatusCode::OK

@@ -13,8 +13,8 @@ use tokio::{io::AsyncWriteExt, net::TcpStream};
 use serde_json::json;
 
 use crate::helpers::{
-    Api, CREATE_SECRET, SECRET_VALUE, Store, TestApp, UPDATE_SECRET, all_at_once, both_stores,
-    data, outcome,
+    Api, CREATE_SECRET, PostgresCluster, SECRET_VALUE, Store, TestApp, UPDATE_SECRET, all_at_once,
+    both_stores, data, outcome,
 };
 
 both_stores!(
@@ -374,5 +374,77 @@ async fn sigterm_closes_unfinished_requests_after_the_grace_and_writes_pending_u
         app.sql_query_one_i64(usage).await,
         1,
         "the fetch's usage, written at shutdown"
+    );
+}
+
+/// PostgreSQL stopped under a running server (a private cluster, stopped with `pg_ctl
+/// stop -m fast`, which ends every session) and started again: while it is down, reads
+/// and writes are refused with `DATABASE_UNAVAILABLE` (marked retryable) within the
+/// request timeout, nothing half-written, and `/readyz` says the database is unavailable;
+/// once it is back the same server answers again, without a restart, and the write
+/// refused during the outage is not there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgresql_outage_is_refused_with_a_code_and_survived_without_a_restart() {
+    let cluster = PostgresCluster::start();
+    let app = TestApp::spawn_on(&cluster, &[] as &[(&str, &str)]).await;
+    app.create_secret("BEFORE", "before-41c9").await;
+
+    cluster.stop();
+    let (status, ready) = app.readyz().await;
+    assert_eq!(
+        status,
+        reqwest::StatusCode::SERVICE_UNAVAILABLE,
+        "{ready:#}"
+    );
+    assert_eq!(ready["database"], "unavailable", "{ready:#}");
+    let token = Some(app.admin_token.as_str());
+    let read = json!({ "query": SECRET_VALUE, "variables": { "name": "BEFORE" } });
+    let write = json!({ "query": CREATE_SECRET,
+        "variables": { "input": { "name": "DURING", "value": "during-77e0" } } });
+    for (what, body) in [("a read", read), ("a write", write)] {
+        let (status, refused) = app.api.post_raw(token, body).await;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::SERVICE_UNAVAILABLE,
+            "{what}: {refused:#}"
+        );
+        assert_eq!(
+            refused["errors"][0]["extensions"]["code"], "DATABASE_UNAVAILABLE",
+            "{what}: {refused:#}"
+        );
+        assert_eq!(
+            refused["errors"][0]["extensions"]["retryable"], true,
+            "{what}: {refused:#}"
+        );
+        assert!(refused["data"].is_null(), "{what}: {refused:#}");
+        assert!(
+            !refused.to_string().contains("during-77e0"),
+            "{what} echoes no value: {refused:#}"
+        );
+    }
+
+    cluster.resume();
+    let started = std::time::Instant::now();
+    let back = loop {
+        let read = app.admin(SECRET_VALUE, json!({ "name": "BEFORE" })).await;
+        if outcome(&read) == "OK" {
+            break read;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still refused a minute after PostgreSQL came back: {read:#}\n{}",
+            app.server_logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("back {:?} after PostgreSQL started", started.elapsed());
+    assert_eq!(data(&back)["secretValue"]["value"], "before-41c9");
+    let (status, ready) = app.readyz().await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{ready:#}");
+    let during = app.admin(SECRET_VALUE, json!({ "name": "DURING" })).await;
+    assert_eq!(
+        outcome(&during),
+        "NOT_FOUND",
+        "the refused write: {during:#}"
     );
 }

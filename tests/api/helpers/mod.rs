@@ -139,9 +139,27 @@ impl TestApp {
         Self::spawn_in(Store::Sqlite, Some(db_dir), extra_env).await
     }
 
+    /// A server on a database of its own on `cluster` (a private PostgreSQL server).
+    pub async fn spawn_on(
+        cluster: &PostgresCluster,
+        extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)],
+    ) -> Self {
+        let database = PostgresDatabase::create_on(cluster.admin_url()).await;
+        Self::spawn_in_database(Store::Postgres, None, Some(database), extra_env).await
+    }
+
     async fn spawn_in(
         store: Store,
         db_dir: Option<&std::path::Path>,
+        extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)],
+    ) -> Self {
+        Self::spawn_in_database(store, db_dir, None, extra_env).await
+    }
+
+    async fn spawn_in_database(
+        store: Store,
+        db_dir: Option<&std::path::Path>,
+        database: Option<(PostgresDatabase, String)>,
         extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)],
     ) -> Self {
         let dir = tempfile::tempdir().expect("create a temporary directory");
@@ -152,7 +170,10 @@ impl TestApp {
                 (url, Some(path), None)
             }
             Store::Postgres => {
-                let (database, url) = PostgresDatabase::create().await;
+                let (database, url) = match database {
+                    Some(created) => created,
+                    None => PostgresDatabase::create().await,
+                };
                 (url, None, Some(database))
             }
         };

@@ -242,6 +242,11 @@ impl PostgresDatabase {
     pub(super) async fn create() -> (Self, String) {
         let admin_url = std::env::var("STRONGROOM_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+        Self::create_on(admin_url).await
+    }
+
+    /// Creates `sr_test_<uuid>` on the server at `admin_url`.
+    pub(super) async fn create_on(admin_url: String) -> (Self, String) {
         let name = format!("sr_test_{}", uuid::Uuid::now_v7().simple());
         let admin = Database::connect(&admin_url).await.unwrap_or_else(|e| {
             panic!(
@@ -285,4 +290,114 @@ impl Drop for PostgresDatabase {
             eprintln!("could not drop test database {}: {dropped:?}", self.name);
         }
     }
+}
+
+/// The PostgreSQL server programs: Debian's, of the one major version installed.
+fn postgres_bin(program: &str) -> std::path::PathBuf {
+    let versions = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL's programs under /usr/lib/postgresql (Debian's postgresql package)");
+    let version = versions
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .max()
+        .expect("a PostgreSQL version under /usr/lib/postgresql");
+    version.join("bin").join(program)
+}
+
+/// A private PostgreSQL server for one test, to stop and start (never the shared one):
+/// made with `initdb` in a temporary directory, run with `pg_ctl` as the `postgres` user
+/// on a free loopback port, removed with the test.
+pub struct PostgresCluster {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PostgresCluster {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("a directory for the cluster");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        run_checked(
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path()),
+        );
+        let cluster = Self { dir, port };
+        cluster.as_postgres(|c| {
+            c.arg(postgres_bin("initdb")).args([
+                "-D",
+                &cluster.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ])
+        });
+        cluster.resume();
+        cluster
+    }
+
+    /// The URL of its `postgres` database.
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`: open sessions are ended).
+    pub fn stop(&self) {
+        self.as_postgres(|c| {
+            c.arg(postgres_bin("pg_ctl"))
+                .args(["stop", "-w", "-m", "fast", "-D", &self.data()])
+        });
+    }
+
+    /// Starts the server again on the same port and data.
+    pub fn resume(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log");
+        self.as_postgres(|c| {
+            c.arg(postgres_bin("pg_ctl"))
+                .args(["start", "-w", "-D", &self.data(), "-o", &options, "-l"])
+                .arg(&log)
+        });
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn as_postgres(&self, build: impl FnOnce(&mut Command) -> &mut Command) {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]);
+        build(&mut command);
+        run_checked(&mut command);
+    }
+}
+
+impl Drop for PostgresCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(postgres_bin("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-D", &self.data()])
+            .output();
+    }
+}
+
+fn run_checked(command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?}: {}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
