@@ -55,7 +55,10 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             false
         }
         Err(_) => {
-            tracing::warn!("readiness: the database did not answer within 2 s");
+            tracing::warn!(
+                timeout = ?DATABASE_CHECK_TIMEOUT,
+                "readiness: the database did not answer in time"
+            );
             false
         }
     };
