@@ -273,7 +273,18 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         let _ = close_sessions.send(true);
         let _ = signalled.send(true);
     };
-    let server = axum::serve(listener, http::router(state)).with_graceful_shutdown(shutdown);
+    let limits = http::server::ServerLimits {
+        max_connections: args.max_connections as usize,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
+    };
+    let open_connections = state.metrics.http_connections.clone();
+    let server = http::server::serve(
+        listener,
+        http::router(state),
+        limits,
+        open_connections,
+        shutdown,
+    );
     // Graceful, within a deadline: a client that never finishes its request (a half-sent
     // header, a stalled upload) must not keep the process from exiting.
     let grace = Duration::from_secs(args.shutdown_grace_secs);
@@ -284,7 +295,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        served = server => served.map_err(|e| Error::Internal(format!("server error: {e}")))?,
+        () = server => {}
         () = deadline => tracing::warn!(
             grace_secs = args.shutdown_grace_secs,
             "connections still open when the shutdown grace ran out; closing them"

@@ -255,6 +255,16 @@ pub struct ServeArgs {
     /// connections before closing what is left; pending usage is written either way.
     #[arg(long, env = "STRONGROOM_SHUTDOWN_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3_600))]
     pub shutdown_grace_secs: u64,
+    /// Open connections (HTTP and upgraded WebSocket) the server holds at once; at the cap
+    /// it stops accepting until one closes, and new connections wait in the kernel's
+    /// backlog. Keep it under the process's file limit (`ulimit -n`).
+    #[arg(long, env = "STRONGROOM_MAX_CONNECTIONS", default_value_t = 4_096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Seconds a connection has to deliver a complete request head, counted from when the
+    /// server starts waiting for it: on a new connection, and on a keep-alive connection
+    /// between requests (so it is also the idle timeout). Slowloris clients are closed by it.
+    #[arg(long, env = "STRONGROOM_HTTP_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub header_read_timeout_secs: u64,
     /// Origins whose browser pages may call the API (CORS), comma-separated, each exactly
     /// `scheme://host[:port]` as browsers send it. Empty (the default): CORS is off.
     #[arg(long, env = "STRONGROOM_CORS_ORIGINS", value_delimiter = ',', value_parser = CorsOrigin::parse)]

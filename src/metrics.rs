@@ -24,6 +24,8 @@ pub struct Metrics {
     db_statements: Counter,
     /// Open `/graphql/ws` connections.
     pub subscription_connections: Gauge,
+    /// Open connections, upgraded ones included.
+    pub http_connections: Gauge,
     subscription_closes: Family<CloseCode, Counter>,
 }
 
@@ -48,6 +50,12 @@ impl Default for Metrics {
             "Open subscription (WebSocket) connections",
             subscription_connections.clone(),
         );
+        let http_connections = Gauge::default();
+        registry.register(
+            "strongroom_http_connections",
+            "Open connections, WebSocket ones included (at most STRONGROOM_MAX_CONNECTIONS)",
+            http_connections.clone(),
+        );
         let subscription_closes = Family::<CloseCode, Counter>::default();
         registry.register(
             "strongroom_subscription_closes",
@@ -60,6 +68,7 @@ impl Default for Metrics {
             key_provider_calls,
             db_statements,
             subscription_connections,
+            http_connections,
             subscription_closes,
         }
     }

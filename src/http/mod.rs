@@ -6,6 +6,7 @@ mod media;
 mod params;
 mod playground;
 mod probes;
+pub mod server;
 mod ws;
 
 use std::{sync::Arc, time::Duration};

@@ -10,6 +10,7 @@ mod apq;
 mod auth;
 mod browser;
 mod conformance;
+mod connections;
 mod cors;
 mod dependents;
 mod events;

@@ -218,6 +218,10 @@ impl TestApp {
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(REQUEST_TIMEOUT)
+            // Under every test's STRONGROOM_HTTP_HEADER_READ_TIMEOUT_SECS (which is also the
+            // server's keep-alive idle timeout), so a pooled connection is never reused just
+            // as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(1))
             .build()
             .expect("build the HTTP client");
         Self {
@@ -245,6 +249,11 @@ impl TestApp {
     pub async fn restart_with(&mut self, extra_env: &[(impl AsRef<OsStr>, impl AsRef<OsStr>)]) {
         self.server.stop();
         self.start_again(extra_env);
+    }
+
+    /// Sends `signal` (`TERM`, `STOP`...) to the server, without waiting for anything.
+    pub fn signal_server(&self, signal: &str) {
+        self.server.signal(signal);
     }
 
     /// SIGTERM to the server: its exit status if it exits within `limit` (else it is

@@ -70,6 +70,10 @@ impl Server {
         status
     }
 
+    pub(super) fn signal(&self, name: &str) {
+        signal(&self.process, name);
+    }
+
     pub(super) fn kill(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
