@@ -258,9 +258,12 @@ def run_wrk(args, url: str, script: str, seconds: int, workdir: Path) -> WrkResu
 # HTTP helpers (urllib for checks, keep-alive http.client for the seed)
 
 
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, str]:
+def http_get(url: str, timeout: float = 5.0, token: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode(errors="replace")
@@ -347,9 +350,13 @@ def seed(base: str, token: str) -> float:
     return time.monotonic() - started
 
 
+# What the benchmark's servers ask of GET /metrics (STRONGROOM_METRICS_TOKEN).
+METRICS_TOKEN = "bench-metrics-token-3c1e"
+
+
 def metrics(base: str) -> tuple[float, float]:
     """(SQL statements, key provider calls) so far, from GET /metrics."""
-    status, text = http_get(f"{base}/metrics")
+    status, text = http_get(f"{base}/metrics", token=METRICS_TOKEN)
     if status != 200:
         raise SystemExit(f"GET /metrics answered {status}: {text[:500]}")
     statements, provider_calls, found = 0.0, 0.0, False
@@ -429,6 +436,7 @@ def server_env(database_url: str, workdir: Path, listen: str | None = None) -> d
         "STRONGROOM_KMS": "local",
         "STRONGROOM_MASTER_KEY_FILE": str(workdir / "strongroom.key"),
         "STRONGROOM_RATE_LIMIT": "off",
+        "STRONGROOM_METRICS_TOKEN": METRICS_TOKEN,
         "RUST_LOG": "warn",
     })
     if listen:

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::{
     Error, Result,
     auth::Authenticator,
-    config::{GlobalArgs, KeyArgs, KmsKind, RotateKeysArgs, ServeArgs},
+    config::{GlobalArgs, KeyArgs, KmsKind, MetricsToken, RotateKeysArgs, ServeArgs},
     crypto::{
         AwsKmsProvider, CachingKeyProvider, KeyProvider, KeyRouter, LOCAL_KEY_ID_PREFIX,
         LocalKeyProvider, MasterKey,
@@ -17,7 +17,9 @@ use crate::{
     db::{self, Db},
     domain::{audit::AuditLog, identity, lifecycle, rotation, usage::Usage},
     graphql::{self, AppData, PersistedQueries},
-    http::{self, AppState, KeyCheck, Sessions, TokenRateLimiter},
+    http::{
+        self, AddressRateLimiter, AppState, KeyCheck, MetricsAccess, Sessions, TokenRateLimiter,
+    },
     metrics::Metrics,
 };
 
@@ -251,6 +253,17 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         limits: args.limits.clone(),
         metrics,
         rate_limiter: TokenRateLimiter::new(args.limits.rate_limit),
+        address_limiter: AddressRateLimiter::new(args.limits.unauthenticated_rate_limit),
+        metrics_access: match (
+            &args.metrics_listen,
+            args.metrics_token
+                .as_ref()
+                .and_then(MetricsToken::configured),
+        ) {
+            (Some(_), _) => MetricsAccess::Elsewhere,
+            (None, Some(token)) => MetricsAccess::Token(token.clone()),
+            (None, None) => MetricsAccess::Off,
+        },
         key_check: KeyCheck::default(),
         cors_origins: args.cors_origins.clone(),
         sessions: sessions.clone(),
@@ -278,6 +291,30 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         header_read_timeout: Duration::from_secs(args.header_read_timeout_secs),
     };
     let open_connections = state.metrics.http_connections.clone();
+    if let Some(metrics_listen) = args.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(metrics_listen)
+            .await
+            .map_err(|e| Error::Internal(format!("cannot listen on {metrics_listen}: {e}")))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| Error::Internal(format!("no local address: {e}")))?;
+        tracing::info!("metrics listening on http://{address}/metrics");
+        let mut stop = on_signal.clone();
+        let token = args
+            .metrics_token
+            .as_ref()
+            .and_then(MetricsToken::configured);
+        let router = http::metrics_router(state.metrics.clone(), token.cloned());
+        tokio::spawn(http::server::serve(
+            listener,
+            router,
+            limits.clone(),
+            open_connections.clone(),
+            async move {
+                let _ = stop.wait_for(|signalled| *signalled).await;
+            },
+        ));
+    }
     let server = http::server::serve(
         listener,
         http::router(state),

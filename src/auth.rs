@@ -77,6 +77,23 @@ impl Authenticator {
             .map(|found| Authenticated::clone(&found)))
     }
 
+    /// Whether `token` is one this server found valid within the cache's lifetime (and is
+    /// still unexpired): answered from memory, never from the database.
+    pub async fn known_valid(&self, token: &str) -> bool {
+        let Some(cache) = &self.cache else {
+            return false;
+        };
+        if !identity::is_well_formed(token) {
+            return false;
+        }
+        let now = chrono::Utc::now();
+        cache
+            .get(&identity::token_digest(token))
+            .await
+            .flatten()
+            .is_some_and(|found| found.is_live_at(now))
+    }
+
     /// Forgets every cached lookup (after a revocation through this replica).
     pub fn forget_all(&self) {
         if let Some(cache) = &self.cache {

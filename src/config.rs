@@ -4,6 +4,7 @@
 use std::{fmt, net::SocketAddr, num::NonZeroU32, path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::{
@@ -37,7 +38,7 @@ impl Cli {
                 #[command(flatten)]
                 serve: ServeArgs,
             }
-            Command::Serve(ServeFromEnv::parse_from(["strongroom"]).serve)
+            Command::Serve(Box::new(ServeFromEnv::parse_from(["strongroom"]).serve))
         })
     }
 }
@@ -45,7 +46,7 @@ impl Cli {
 #[derive(Clone, Debug, Subcommand)]
 pub enum Command {
     /// Run the GraphQL server (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the GraphQL schema (SDL) to stdout.
@@ -227,6 +228,48 @@ impl fmt::Debug for MasterKeyText {
     }
 }
 
+/// `STRONGROOM_METRICS_TOKEN`: only its SHA-256 is kept, so neither `Debug` nor a memory
+/// dump of the settings shows the token. An empty value is no token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MetricsToken(Option<[u8; 32]>);
+
+impl MetricsToken {
+    /// At least 16 characters, printable ASCII without spaces (it travels as a bearer
+    /// token); or empty, for none.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.is_empty() {
+            return Ok(Self(None));
+        }
+        let usable = text.len() >= 16 && text.bytes().all(|b| b.is_ascii_graphic());
+        if !usable {
+            return Err(
+                "the metrics token must be at least 16 printable ASCII characters \
+                        without spaces"
+                    .to_owned(),
+            );
+        }
+        Ok(Self(Some(Sha256::digest(text.as_bytes()).into())))
+    }
+
+    /// The token, unless the setting was empty.
+    pub fn configured(&self) -> Option<&Self> {
+        self.0.is_some().then_some(self)
+    }
+
+    /// Whether `presented` is the token. Digests are compared, so the comparison's time
+    /// says nothing about the token's characters.
+    pub fn matches(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.0 == Some(digest)
+    }
+}
+
+impl fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MetricsToken([REDACTED])")
+    }
+}
+
 #[derive(Clone, Debug, Args)]
 pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port; the bound address is logged).
@@ -265,6 +308,14 @@ pub struct ServeArgs {
     /// between requests (so it is also the idle timeout). Slowloris clients are closed by it.
     #[arg(long, env = "STRONGROOM_HTTP_HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub header_read_timeout_secs: u64,
+    /// A bearer token `GET /metrics` requires (at least 16 characters). Without it and
+    /// without `STRONGROOM_METRICS_LISTEN`, `/metrics` is not served.
+    #[arg(long, env = "STRONGROOM_METRICS_TOKEN", hide_env_values = true, value_parser = MetricsToken::parse)]
+    pub metrics_token: Option<MetricsToken>,
+    /// An address of its own for `GET /metrics` (say a port only the scraper can reach);
+    /// the main address then does not serve it. The token, if set, is required there too.
+    #[arg(long, env = "STRONGROOM_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Origins whose browser pages may call the API (CORS), comma-separated, each exactly
     /// `scheme://host[:port]` as browsers send it. Empty (the default): CORS is off.
     #[arg(long, env = "STRONGROOM_CORS_ORIGINS", value_delimiter = ',', value_parser = CorsOrigin::parse)]
@@ -321,6 +372,15 @@ pub struct Limits {
     /// each operation); `off` (the default) turns it off. Each replica counts on its own.
     #[arg(long, env = "STRONGROOM_RATE_LIMIT", default_value = "off")]
     pub rate_limit: RateLimit,
+    /// Requests without a valid token (none, malformed, unknown, revoked or expired) per
+    /// client address: `RATE` or `RATE:BURST` per second, or `off`. Past it the address is
+    /// answered 429 before any token lookup. Each replica counts on its own.
+    #[arg(
+        long,
+        env = "STRONGROOM_UNAUTHENTICATED_RATE_LIMIT",
+        default_value = "10:100"
+    )]
+    pub unauthenticated_rate_limit: RateLimit,
 }
 
 /// `STRONGROOM_RATE_LIMIT`: operations per second per token, and the burst allowed.

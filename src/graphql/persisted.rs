@@ -8,12 +8,19 @@
 //! LRU bounds entries, not bytes. The query text is kept (a moka cache weighed in bytes,
 //! each query at most [`MAX_QUERY_BYTES`]); it is parsed and checked like any other query
 //! by the pipeline, so a persisted query passes the same limits, text rules and guards.
+//!
+//! Queries are kept **per organization** and only for an authenticated caller: the hash
+//! is looked up after authentication, under the caller's organization, so one
+//! organization can neither learn which queries another runs (a hash that answers without
+//! `PERSISTED_QUERY_NOT_FOUND` would say so) nor plant a query for it, and a caller without
+//! a valid token can neither fill the cache nor probe it.
 use std::sync::Arc;
 
 use async_graphql::{Request, ServerError};
 use moka::sync::Cache;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use super::errors::coded;
 
@@ -36,7 +43,8 @@ struct PersistedQuery {
 /// The persisted queries of this server process.
 #[derive(Clone)]
 pub struct PersistedQueries {
-    queries: Cache<[u8; 32], Arc<str>>,
+    /// By organization and hash.
+    queries: Cache<(Uuid, [u8; 32]), Arc<str>>,
 }
 
 impl Default for PersistedQueries {
@@ -50,14 +58,16 @@ impl Default for PersistedQueries {
 }
 
 impl PersistedQueries {
-    /// Resolves `request`'s persisted query, if it names one: fills in the query text
-    /// from its hash, or checks the hash of the text given and keeps it.
-    pub fn resolve(&self, request: &mut Request) -> Result<(), ServerError> {
+    /// Resolves `request`'s persisted query, if it names one, for a caller of
+    /// organization `org` (`None`: no valid token): fills in the query text from its
+    /// hash, or checks the hash of the text given and keeps it (for an organization).
+    pub fn resolve(&self, org: Option<Uuid>, request: &mut Request) -> Result<(), ServerError> {
         let Some(hash) = requested_hash(request)? else {
             return Ok(());
         };
         if request.query.is_empty() {
-            let query = self.queries.get(&hash).ok_or_else(|| {
+            let found = org.and_then(|org| self.queries.get(&(org, hash)));
+            let query = found.ok_or_else(|| {
                 // Apollo clients look for this message (and this code).
                 coded("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND", None)
             })?;
@@ -72,19 +82,23 @@ impl PersistedQueries {
                 None,
             ));
         }
-        if request.query.len() <= MAX_QUERY_BYTES {
-            self.queries.insert(hash, Arc::from(request.query.as_str()));
+        if let Some(org) = org
+            && request.query.len() <= MAX_QUERY_BYTES
+        {
+            self.queries
+                .insert((org, hash), Arc::from(request.query.as_str()));
         }
         Ok(())
     }
 
-    /// The text kept under the hash `request` names, when it sends no query of its own.
-    pub fn lookup(&self, request: &Request) -> Option<Arc<str>> {
+    /// The text kept for organization `org` under the hash `request` names, when it
+    /// sends no query of its own.
+    pub fn lookup(&self, org: Uuid, request: &Request) -> Option<Arc<str>> {
         if !request.query.is_empty() {
             return None;
         }
         let hash = requested_hash(request).ok().flatten()?;
-        self.queries.get(&hash)
+        self.queries.get(&(org, hash))
     }
 }
 
@@ -132,25 +146,57 @@ mod tests {
         }
     }
 
+    const ORG: Option<Uuid> = Some(Uuid::from_u128(1));
+    const OTHER_ORG: Uuid = Uuid::from_u128(2);
+
+    #[test]
+    fn kept_per_organization_and_never_for_a_caller_without_a_token() {
+        let persisted = PersistedQueries::default();
+        let query = "{ viewer { role } }";
+        let hash = sha256_hex(query);
+        persisted
+            .resolve(None, &mut with_hash(query, &hash))
+            .expect("answered without a token");
+        let error = persisted
+            .resolve(ORG, &mut with_hash("", &hash))
+            .expect_err("not kept for a caller without a token");
+        assert_eq!(code(&error).as_deref(), Some("PERSISTED_QUERY_NOT_FOUND"));
+
+        persisted
+            .resolve(ORG, &mut with_hash(query, &hash))
+            .expect("registered");
+        assert!(persisted.lookup(OTHER_ORG, &with_hash("", &hash)).is_none());
+        let error = persisted
+            .resolve(Some(OTHER_ORG), &mut with_hash("", &hash))
+            .expect_err("another organization's");
+        assert_eq!(code(&error).as_deref(), Some("PERSISTED_QUERY_NOT_FOUND"));
+        let error = persisted
+            .resolve(None, &mut with_hash("", &hash))
+            .expect_err("no token, no lookup");
+        assert_eq!(code(&error).as_deref(), Some("PERSISTED_QUERY_NOT_FOUND"));
+    }
+
     #[test]
     fn unknown_then_registered_then_served_by_hash() {
         let persisted = PersistedQueries::default();
         let query = "{ viewer { role } }";
         let hash = sha256_hex(query);
         let error = persisted
-            .resolve(&mut with_hash("", &hash))
+            .resolve(ORG, &mut with_hash("", &hash))
             .expect_err("not known yet");
         assert_eq!(code(&error).as_deref(), Some("PERSISTED_QUERY_NOT_FOUND"));
         assert_eq!(error.message, "PersistedQueryNotFound");
 
         persisted
-            .resolve(&mut with_hash(query, &hash))
+            .resolve(ORG, &mut with_hash(query, &hash))
             .expect("registered");
         let mut by_hash = with_hash("", &hash);
-        persisted.resolve(&mut by_hash).expect("served");
+        persisted.resolve(ORG, &mut by_hash).expect("served");
         assert_eq!(by_hash.query, query);
         assert_eq!(
-            persisted.lookup(&with_hash("", &hash)).as_deref(),
+            persisted
+                .lookup(Uuid::from_u128(1), &with_hash("", &hash))
+                .as_deref(),
             Some(query)
         );
     }
@@ -161,20 +207,24 @@ mod tests {
         let query = "{ viewer { role } }";
         let wrong = sha256_hex("{ other }");
         let error = persisted
-            .resolve(&mut with_hash(query, &wrong))
+            .resolve(ORG, &mut with_hash(query, &wrong))
             .expect_err("wrong hash");
         assert_eq!(code(&error).as_deref(), Some("BAD_REQUEST"));
-        assert!(persisted.lookup(&with_hash("", &wrong)).is_none());
+        assert!(
+            persisted
+                .lookup(Uuid::from_u128(1), &with_hash("", &wrong))
+                .is_none()
+        );
         for bad in ["", "xyz", &sha256_hex(query)[..10]] {
             let error = persisted
-                .resolve(&mut with_hash("", bad))
+                .resolve(ORG, &mut with_hash("", bad))
                 .expect_err("malformed");
             assert_eq!(code(&error).as_deref(), Some("BAD_REQUEST"), "{bad:?}");
         }
         let mut old = Request::new(query);
         let extension = async_graphql::value!({ "version": 2, "sha256Hash": sha256_hex(query) });
         old.extensions.insert(EXTENSION.to_owned(), extension);
-        assert!(persisted.resolve(&mut old).is_err());
+        assert!(persisted.resolve(ORG, &mut old).is_err());
     }
 
     #[test]
@@ -183,8 +233,12 @@ mod tests {
         let query = format!("{{ viewer {{ role }} }} #{}", "x".repeat(MAX_QUERY_BYTES));
         let hash = sha256_hex(&query);
         persisted
-            .resolve(&mut with_hash(&query, &hash))
+            .resolve(ORG, &mut with_hash(&query, &hash))
             .expect("answered");
-        assert!(persisted.lookup(&with_hash("", &hash)).is_none());
+        assert!(
+            persisted
+                .lookup(Uuid::from_u128(1), &with_hash("", &hash))
+                .is_none()
+        );
     }
 }

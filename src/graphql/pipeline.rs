@@ -80,7 +80,21 @@ impl Extension for PipelineRun {
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
         if let Ok(data) = ctx.data::<super::AppData>() {
-            data.persisted.resolve(&mut request)?;
+            // After authentication, under the caller's organization.
+            // (The request's own data is not the context's until after this hook; a
+            // WebSocket connection's is the session's.)
+            let own = request
+                .data
+                .get(&std::any::TypeId::of::<super::RequestCtx>())
+                .and_then(|data| data.downcast_ref::<super::RequestCtx>());
+            let org = match own.or_else(|| ctx.data::<super::RequestCtx>().ok()) {
+                Some(super::RequestCtx {
+                    auth: super::Auth::Principal(principal),
+                    ..
+                }) => Some(principal.org_id),
+                _ => None,
+            };
+            data.persisted.resolve(org, &mut request)?;
         }
         // Kept for shaping the response; async-graphql executes its own (parsed) copy.
         let document = request

@@ -9,16 +9,21 @@ mod probes;
 pub mod server;
 mod ws;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
 
 use async_graphql::{BatchRequest, parser::types::OperationType};
 use axum::{
     Router,
     error_handling::HandleErrorLayer,
-    extract::{DefaultBodyLimit, Request, State},
+    extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Request, State},
     http::{
         HeaderMap, HeaderName, HeaderValue, StatusCode, Uri,
         header::{ALLOW, AUTHORIZATION, CACHE_CONTROL},
+        request::Parts,
     },
     middleware::{self, Next},
     response::Response,
@@ -33,7 +38,11 @@ use tower_http::{
 use tracing::{Level, Span, field::Empty};
 
 use self::media::Media;
-pub use self::{limits::TokenRateLimiter, probes::KeyCheck, ws::Sessions};
+pub use self::{
+    limits::{AddressRateLimiter, TokenRateLimiter},
+    probes::{KeyCheck, MetricsAccess, metrics_router},
+    ws::Sessions,
+};
 use crate::{
     config::{CorsOrigin, Limits},
     domain::audit,
@@ -49,6 +58,10 @@ pub struct AppState {
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
     pub rate_limiter: Arc<TokenRateLimiter>,
+    /// Requests without a valid token, per client address.
+    pub address_limiter: Arc<AddressRateLimiter>,
+    /// Who may read `/metrics` here.
+    pub metrics_access: MetricsAccess,
     pub key_check: KeyCheck,
     /// Browser origins allowed to call the API (empty: CORS off).
     pub cors_origins: Vec<CorsOrigin>,
@@ -144,6 +157,19 @@ fn is_plain(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.')
 }
 
+/// The client's address, as the server loop recorded it (`None` when the router runs
+/// without it).
+struct Peer(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let address = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(Self(address.map(|ConnectInfo(address)| address.ip())))
+    }
+}
+
 /// A caller, and the token that identified it.
 struct Caller {
     auth: Auth,
@@ -151,21 +177,28 @@ struct Caller {
 }
 
 /// Resolves the bearer token. A database failure is a 503, not a silent anonymous.
+/// Requests from `peer` without a valid token are charged to its address, and refused
+/// (429) before any lookup once it is over its limit.
 async fn authenticate(
-    data: &AppData,
+    state: &AppState,
+    peer: Option<IpAddr>,
     headers: &HeaderMap,
     media: Media,
 ) -> Result<Caller, Response> {
-    let anonymous = |auth| Caller {
-        auth,
-        token_id: None,
-    };
+    let data = &state.data;
+    let limiter = &state.address_limiter;
     let Some(value) = headers.get(AUTHORIZATION) else {
-        return Ok(anonymous(Auth::Anonymous));
+        return without_token(limiter, peer, Auth::Anonymous).map_err(|r| r.answer(media));
     };
     let Some(token) = bearer_token(value) else {
-        return Ok(anonymous(Auth::Invalid));
+        return without_token(limiter, peer, Auth::Invalid).map_err(|r| r.answer(media));
     };
+    if let Some(peer) = peer
+        && let Err(refusal) = limiter.check_blocked(peer)
+        && !data.tokens.known_valid(token).await
+    {
+        return Err(refusal.answer(media));
+    }
     match data.tokens.authenticate(data.db.read(), token).await {
         Ok(Some(found)) => {
             let principal = found.principal;
@@ -177,7 +210,7 @@ async fn authenticate(
         }
         Ok(None) => {
             tracing::info!("request with an unknown, revoked or expired token");
-            Ok(anonymous(Auth::Invalid))
+            without_token(limiter, peer, Auth::Invalid).map_err(|r| r.answer(media))
         }
         Err(e) => {
             tracing::error!(error = %e, "authentication lookup failed");
@@ -196,6 +229,21 @@ async fn authenticate(
             Err(media.respond(StatusCode::SERVICE_UNAVAILABLE, &body))
         }
     }
+}
+
+/// A caller without a valid token, once its address has paid for the request.
+fn without_token(
+    limiter: &AddressRateLimiter,
+    peer: Option<IpAddr>,
+    auth: Auth,
+) -> Result<Caller, limits::RateLimited> {
+    if let Some(peer) = peer {
+        limiter.charge(peer)?;
+    }
+    Ok(Caller {
+        auth,
+        token_id: None,
+    })
 }
 
 /// The token of an `Authorization: Bearer <token>` value.
@@ -225,14 +273,25 @@ fn operation_names(batch: &BatchRequest) -> String {
 /// Runs a batch read from a request and answers it in `media`.
 async fn execute(
     state: &AppState,
+    peer: Option<IpAddr>,
     headers: &HeaderMap,
     media: Media,
     batch: BatchRequest,
 ) -> Response {
-    let caller = match authenticate(&state.data, headers, media).await {
-        Ok(caller) => caller,
-        Err(response) => return response,
-    };
+    match authenticate(state, peer, headers, media).await {
+        Ok(caller) => execute_as(state, caller, headers, media, batch).await,
+        Err(response) => response,
+    }
+}
+
+/// Runs a batch for an authenticated (or anonymous) caller.
+async fn execute_as(
+    state: &AppState,
+    caller: Caller,
+    headers: &HeaderMap,
+    media: Media,
+    batch: BatchRequest,
+) -> Response {
     if let Some(token_id) = caller.token_id
         && let Err(refusal) = state.rate_limiter.check(token_id, batch.iter().count())
     {
@@ -281,6 +340,7 @@ async fn record_denials(state: &AppState, ctx: &RequestCtx, denials: &Denials) {
 /// first (406), then the body's type (415), then the body itself (413, 400).
 async fn graphql_post(
     State(state): State<Arc<AppState>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     request: Request,
 ) -> Response {
@@ -308,11 +368,16 @@ async fn graphql_post(
         );
         return media.refusal(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
     }
-    execute(&state, &headers, media, batch).await
+    execute(&state, peer, &headers, media, batch).await
 }
 
 /// `GET /graphql`: queries only (cacheable, bookmarkable); mutations must use POST.
-async fn graphql_get(State(state): State<Arc<AppState>>, headers: HeaderMap, uri: Uri) -> Response {
+async fn graphql_get(
+    State(state): State<Arc<AppState>>,
+    Peer(peer): Peer,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
     let Some(media) = Media::negotiate(&headers) else {
         return media::not_acceptable();
     };
@@ -320,8 +385,15 @@ async fn graphql_get(State(state): State<Arc<AppState>>, headers: HeaderMap, uri
         Ok(request) => request,
         Err(unreadable) => return unreadable.answer(media),
     };
-    // A query sent by its hash (APQ) is checked like one sent in full: no mutation over GET.
-    if let Some(query) = state.data.persisted.lookup(&request) {
+    // A query sent by its hash (APQ) is checked like one sent in full: no mutation over
+    // GET. Persisted queries are the caller's organization's, so the caller comes first.
+    let caller = match authenticate(&state, peer, &headers, media).await {
+        Ok(caller) => caller,
+        Err(response) => return response,
+    };
+    if let Auth::Principal(principal) = &caller.auth
+        && let Some(query) = state.data.persisted.lookup(principal.org_id, &request)
+    {
         request.query = query.to_string();
     }
     // Parsed once here; the pipeline reuses it (and reports a parse error itself).
@@ -344,5 +416,12 @@ async fn graphql_get(State(state): State<Arc<AppState>>, headers: HeaderMap, uri
             return response;
         }
     }
-    execute(&state, &headers, media, BatchRequest::Single(request)).await
+    execute_as(
+        &state,
+        caller,
+        &headers,
+        media,
+        BatchRequest::Single(request),
+    )
+    .await
 }

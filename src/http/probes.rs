@@ -5,15 +5,19 @@ use std::{
 };
 
 use axum::{
-    Json,
+    Json, Router,
     extract::State,
-    http::StatusCode,
+    http::{
+        HeaderMap, StatusCode,
+        header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE},
+    },
     response::{IntoResponse, Response},
+    routing::get,
 };
 use tokio::sync::Mutex;
 
 use super::AppState;
-use crate::crypto::KeyProvider;
+use crate::{config::MetricsToken, crypto::KeyProvider, metrics::Metrics};
 
 /// How long a key provider check answers `/readyz`: probes every second from several
 /// orchestrators must not turn into a KMS call each (and a KMS quota burnt).
@@ -77,13 +81,65 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    match state.metrics.render() {
+/// Who may read `/metrics` on the main address.
+#[derive(Clone, Debug)]
+pub enum MetricsAccess {
+    /// Neither a token nor an address of their own: not served.
+    Off,
+    /// Served on `STRONGROOM_METRICS_LISTEN`, not here.
+    Elsewhere,
+    /// Served here to the bearer of the token.
+    Token(MetricsToken),
+}
+
+/// `GET /metrics` on the main address.
+pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    match &state.metrics_access {
+        MetricsAccess::Off => (
+            StatusCode::NOT_FOUND,
+            "metrics are not served: set STRONGROOM_METRICS_TOKEN (a bearer token scrapers \
+             send) or STRONGROOM_METRICS_LISTEN (an address of their own)\n",
+        )
+            .into_response(),
+        MetricsAccess::Elsewhere => (
+            StatusCode::NOT_FOUND,
+            "metrics are served on the STRONGROOM_METRICS_LISTEN address\n",
+        )
+            .into_response(),
+        MetricsAccess::Token(token) => render(&state.metrics, Some(token), &headers),
+    }
+}
+
+/// The router of `STRONGROOM_METRICS_LISTEN`: `/metrics` only.
+pub fn metrics_router(metrics: Arc<Metrics>, token: Option<MetricsToken>) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move |headers: HeaderMap| async move { render(&metrics, token.as_ref(), &headers) }),
+    )
+}
+
+/// The metrics, to the bearer of `token` (anyone, when there is none).
+fn render(metrics: &Metrics, token: Option<&MetricsToken>, headers: &HeaderMap) -> Response {
+    if let Some(token) = token {
+        let presented = headers.get(AUTHORIZATION).and_then(super::bearer_token);
+        if !presented.is_some_and(|presented| token.matches(presented)) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(WWW_AUTHENTICATE, "Bearer")],
+                "send the metrics token: Authorization: Bearer <STRONGROOM_METRICS_TOKEN>\n",
+            )
+                .into_response();
+        }
+    }
+    match metrics.render() {
         Ok(text) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
+            [
+                (
+                    CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+                (CACHE_CONTROL, "no-store"),
+            ],
             text,
         )
             .into_response(),

@@ -307,7 +307,7 @@ impl Session {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, value);
         // Only whether it failed matters here, not how an HTTP answer would look.
-        let caller = match authenticate(&self.state.data, &headers, Media::Json).await {
+        let caller = match authenticate(&self.state, None, &headers, Media::Json).await {
             Ok(caller) => caller,
             Err(_) => return refuse(close::INTERNAL, "the server cannot check credentials now"),
         };

@@ -114,3 +114,46 @@ async fn a_mutation_sent_by_hash_over_get_is_refused() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{text}");
     assert_eq!(app.secret_count().await, 1, "the GET created nothing");
 }
+
+/// Persisted queries are kept per organization, and only for a caller with a valid
+/// token: a query one organization registered is `PERSISTED_QUERY_NOT_FOUND` by hash to
+/// another organization's admin (over POST and GET) and to a caller without a token, so
+/// nobody learns which queries another runs; a query sent with its hash by a caller
+/// without a token is answered but not kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn persisted_queries_are_kept_per_organization_after_authentication() {
+    let app = TestApp::spawn(Store::Sqlite).await;
+    let acme = Some(app.admin_token.as_str());
+    let globex = Some(app.other_admin_token.as_str());
+    let hash = sha256_hex(VIEWER);
+    let body = json!({ "query": VIEWER, "extensions": persisted(&hash) });
+    let (_, sent) = app.post_raw(acme, body).await;
+    assert_eq!(data(&sent)["viewer"]["role"], "ADMIN");
+    let (_, by_hash) = app
+        .post_raw(acme, json!({ "extensions": persisted(&hash) }))
+        .await;
+    assert_eq!(data(&by_hash)["viewer"]["role"], "ADMIN");
+
+    let (_, other) = app
+        .post_raw(globex, json!({ "extensions": persisted(&hash) }))
+        .await;
+    assert_code(&other, "PERSISTED_QUERY_NOT_FOUND");
+    let (_, text) = app.get_raw(&get_path(&hash, &json!({})), globex).await;
+    let other: Value = serde_json::from_str(&text).expect("JSON");
+    assert_code(&other, "PERSISTED_QUERY_NOT_FOUND");
+    let (_, anonymous) = app
+        .post_raw(None, json!({ "extensions": persisted(&hash) }))
+        .await;
+    assert_code(&anonymous, "PERSISTED_QUERY_NOT_FOUND");
+
+    // A caller without a token cannot plant a query for anyone.
+    let planted = "{ __typename }";
+    let planted_hash = sha256_hex(planted);
+    let body = json!({ "query": planted, "extensions": persisted(&planted_hash) });
+    let (_, answered) = app.post_raw(None, body).await;
+    assert_eq!(data(&answered)["__typename"], "Query");
+    let (_, by_hash) = app
+        .post_raw(acme, json!({ "extensions": persisted(&planted_hash) }))
+        .await;
+    assert_code(&by_hash, "PERSISTED_QUERY_NOT_FOUND");
+}

@@ -498,7 +498,10 @@ async fn a_revoked_token_is_disconnected(store: Store) {
     // server's side of it has finished.
     let mut metrics = String::new();
     for _ in 0..100 {
-        metrics = app.get_raw("/metrics", None).await.1;
+        metrics = app
+            .get_raw("/metrics", Some(crate::helpers::METRICS_TOKEN))
+            .await
+            .1;
         if metrics.contains("strongroom_subscription_connections 0") {
             break;
         }

@@ -177,7 +177,7 @@ impl Api {
     /// `/metrics`; a label combination not (yet) exported counts 0.
     pub async fn provider_calls(&self, provider: &str, operation: &str) -> u64 {
         const METRIC: &str = "strongroom_key_provider_calls_total{";
-        let (status, text) = self.get_raw("/metrics", None).await;
+        let (status, text) = self.get_raw("/metrics", Some(super::METRICS_TOKEN)).await;
         assert_eq!(status, StatusCode::OK, "GET /metrics: {text}");
         let wanted = |labels: &str| {
             let (mut provider_ok, mut operation_ok) = (false, false);
@@ -209,7 +209,7 @@ impl Api {
     /// `strongroom_db_statements_total` from `/metrics`: the SQL statements this server
     /// has run so far. Reading it runs none.
     pub async fn db_statements(&self) -> u64 {
-        let (status, text) = self.get_raw("/metrics", None).await;
+        let (status, text) = self.get_raw("/metrics", Some(super::METRICS_TOKEN)).await;
         assert_eq!(status, StatusCode::OK, "GET /metrics: {text}");
         let samples: Vec<u64> = text
             .lines()

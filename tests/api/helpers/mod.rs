@@ -29,6 +29,9 @@ pub use sql::*;
 pub use tools::*;
 pub use ws::*;
 
+/// What every test server's `/metrics` asks for (`STRONGROOM_METRICS_TOKEN`).
+pub const METRICS_TOKEN: &str = "test-metrics-token-5f0c2a9e";
+
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 const LOG_LINES_ON_FAILURE: usize = 200;
 
@@ -185,6 +188,7 @@ impl TestApp {
                 master_key_file.to_str().expect("UTF-8 path").to_owned(),
             ),
             ("STRONGROOM_LOG_FORMAT", "text".to_owned()),
+            ("STRONGROOM_METRICS_TOKEN", METRICS_TOKEN.to_owned()),
             ("RUST_LOG", "debug".to_owned()),
             // Plain text, so a leaked value cannot hide between colour codes.
             ("NO_COLOR", "1".to_owned()),
