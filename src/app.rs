@@ -15,7 +15,11 @@ use crate::{
         LocalKeyProvider, MasterKey,
     },
     db::{self, Db},
-    domain::{audit::AuditLog, identity, lifecycle, rotation, usage::Usage},
+    domain::{
+        audit::{self, AuditLog},
+        identity, lifecycle, rotation,
+        usage::Usage,
+    },
     graphql::{self, AppData, PersistedQueries},
     http::{
         self, AddressRateLimiter, AppState, KeyCheck, MetricsAccess, Sessions, TokenRateLimiter,
@@ -237,16 +241,19 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
             args.auth_cache_millis,
         ))),
         persisted: PersistedQueries::default(),
+        denials: Arc::default(),
         db,
         keys,
         version_retention: args.version_retention,
         recovery_window: args.recovery_window(),
     };
     tokio::spawn(sweep(data.db.clone(), args.sweep_interval_secs));
+    tokio::spawn(write_folded_denials(data.clone()));
     let (sessions, close_sessions) = Sessions::new(
         args.limits.max_subscription_connections,
         args.limits.max_subscriptions_per_connection,
     );
+    let state_data = data.clone();
     let state = Arc::new(AppState {
         schema: graphql::build_schema(data.clone(), &args.limits),
         data,
@@ -341,6 +348,10 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     sessions.drained(Duration::from_secs(2)).await;
     // Every request has finished: what they noted is all there is to write.
     flusher.shutdown(Duration::from_secs(10)).await;
+    let folded = state_data.denials.take_due(None);
+    if let Err(e) = audit::record_folded_denials(state_data.db.write(), &folded).await {
+        tracing::error!(error = %e, "could not record folded refusals at shutdown");
+    }
     tracing::info!("shut down");
     Ok(())
 }
@@ -362,6 +373,23 @@ async fn sweep(db: Db, interval_secs: u64) {
             Ok(0) => {}
             Ok(announced) => tracing::info!(announced, "announced secrets due for rotation"),
             Err(e) => tracing::error!(error = %e, "the rotation sweep failed"),
+        }
+    }
+}
+
+/// Every few seconds, the refusals folded over a minute that is now over (see
+/// `domain::denials`), one row per principal and minute.
+async fn write_folded_denials(data: AppData) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(5));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let folded = data.denials.take_due(Some(chrono::Utc::now()));
+        if folded.is_empty() {
+            continue;
+        }
+        if let Err(e) = audit::record_folded_denials(data.db.write(), &folded).await {
+            tracing::error!(error = %e, "could not record folded refusals");
         }
     }
 }

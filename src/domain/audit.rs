@@ -13,7 +13,10 @@ use sea_orm::{
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use super::{Actor, Natural, Page, PageRequest, Principal};
+use super::{
+    Actor, Natural, Page, PageRequest, Principal,
+    denials::{DenialBudget, Folded},
+};
 use crate::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -304,6 +307,66 @@ pub async fn record_denials<C: ConnectionTrait>(
         .into_iter()
         .map(|event| row(principal.org_id, Some(principal.id), request_id, event))
         .collect();
+    insert_rows(conn, rows).await
+}
+
+/// Records refusals as [`record_denials`] does, within `budget`: once `principal` has
+/// written its rows for the minute, the rest are folded into counts for
+/// [`record_folded_denials`] (see [`super::denials`]).
+pub async fn record_denials_within<C: ConnectionTrait>(
+    conn: &C,
+    budget: &DenialBudget,
+    principal: &Principal,
+    request_id: Option<&str>,
+    fields: Vec<(String, u64)>,
+) -> Result<()> {
+    let rows = fields.len().min(MAX_DENIAL_ROWS);
+    let admitted = budget.admit(principal, fields, rows, chrono::Utc::now());
+    if admitted.is_empty() {
+        return Ok(());
+    }
+    record_denials(conn, principal, request_id, &admitted).await
+}
+
+/// Writes the refusals folded over a minute: one row, `denials_folded`, with the count
+/// of each field.
+pub async fn record_folded_denials<C: ConnectionTrait>(conn: &C, folded: &[Folded]) -> Result<()> {
+    let rows: Vec<audit_event::ActiveModel> = folded
+        .iter()
+        .map(|folded| {
+            let counts: serde_json::Map<String, serde_json::Value> = folded
+                .fields
+                .iter()
+                .map(|(field, count)| (field.clone(), (*count).into()))
+                .collect();
+            let total: u64 = folded.fields.iter().map(|(_, count)| count).sum();
+            let event = Event {
+                action: Cow::Borrowed("denials_folded"),
+                outcome: Outcome::Denied,
+                target: None,
+                detail: Some(serde_json::json!({
+                    "role": folded.principal.role.as_str(),
+                    "count": total,
+                    "fields": counts,
+                    "minute": folded.minute,
+                })),
+            };
+            row(
+                folded.principal.org_id,
+                Some(folded.principal.id),
+                None,
+                event,
+            )
+        })
+        .collect();
+    insert_rows(conn, rows).await
+}
+
+/// Inserts `rows` in one statement (none for none).
+async fn insert_rows<C: ConnectionTrait>(
+    conn: &C,
+    rows: Vec<audit_event::ActiveModel>,
+) -> Result<()> {
     if !rows.is_empty() {
         audit_event::Entity::insert_many(rows)
             .exec_without_returning(conn)

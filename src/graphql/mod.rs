@@ -71,6 +71,8 @@ pub struct AppData {
     pub tokens: Arc<Authenticator>,
     /// Queries kept for clients that send only their hash (APQ).
     pub persisted: PersistedQueries,
+    /// How many refusal rows each principal may write per minute.
+    pub denials: Arc<crate::domain::denials::DenialBudget>,
     pub version_retention: u32,
     /// How long a deleted secret stays restorable unless a call says otherwise.
     pub recovery_window: chrono::TimeDelta,

@@ -34,19 +34,7 @@ impl TokenRateLimiter {
         };
         let this = Arc::new(Self { limiter });
         if this.limiter.is_some() {
-            // Forget tokens idle long enough to be back at a full burst.
-            let weak = Arc::downgrade(&this);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
-                loop {
-                    tick.tick().await;
-                    let Some(this) = weak.upgrade() else { break };
-                    if let Some(limiter) = &this.limiter {
-                        limiter.retain_recent();
-                        limiter.shrink_to_fit();
-                    }
-                }
-            });
+            forget_idle_keys(&this, |this| this.limiter.as_ref());
         }
         this
     }
@@ -108,18 +96,7 @@ impl AddressRateLimiter {
             .build();
         let this = Arc::new(Self { limiter, blocked });
         if this.limiter.is_some() {
-            let weak = Arc::downgrade(&this);
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(60));
-                loop {
-                    tick.tick().await;
-                    let Some(this) = weak.upgrade() else { break };
-                    if let Some(limiter) = &this.limiter {
-                        limiter.retain_recent();
-                        limiter.shrink_to_fit();
-                    }
-                }
-            });
+            forget_idle_keys(&this, |this| this.limiter.as_ref());
         }
         this
     }
@@ -147,6 +124,27 @@ impl AddressRateLimiter {
             }
         }
     }
+}
+
+/// Every minute, for as long as `owner` lives, forgets the keys of its limiter that have
+/// been idle long enough to be back at a full burst.
+fn forget_idle_keys<T, K>(owner: &Arc<T>, limiter: fn(&T) -> Option<&DefaultKeyedRateLimiter<K>>)
+where
+    T: Send + Sync + 'static,
+    K: std::hash::Hash + Eq + Clone + Send + Sync + 'static,
+{
+    let weak = Arc::downgrade(owner);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            let Some(owner) = weak.upgrade() else { break };
+            if let Some(limiter) = limiter(&owner) {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
+        }
+    });
 }
 
 /// A blocked address stays blocked for as many seconds as it was told to wait.

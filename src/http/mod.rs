@@ -328,9 +328,8 @@ async fn record_denials(state: &AppState, ctx: &RequestCtx, denials: &Denials) {
         return;
     }
     let request_id = ctx.request_id.as_deref();
-    if let Err(e) =
-        audit::record_denials(state.data.db.write(), principal, request_id, &refused).await
-    {
+    let (db, budget) = (state.data.db.write(), &state.data.denials);
+    if let Err(e) = audit::record_denials_within(db, budget, principal, request_id, refused).await {
         // The refusal stands either way; a lost audit row must be visible to operators.
         tracing::error!(error = %e, "could not record denied attempts");
     }

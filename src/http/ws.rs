@@ -390,9 +390,12 @@ impl Session {
         if refused.is_empty() {
             return;
         }
-        let db = self.state.data.db.write();
+        let (db, budget) = (self.state.data.db.write(), &self.state.data.denials);
         let request_id = self.request_id.as_deref();
-        if let Err(e) = audit::record_denials(db, &accepted.principal, request_id, &refused).await {
+        let principal = &accepted.principal;
+        if let Err(e) =
+            audit::record_denials_within(db, budget, principal, request_id, refused).await
+        {
             tracing::error!(error = %e, "could not record denied subscriptions");
         }
     }

@@ -1,7 +1,8 @@
 //! Bounded abuse (DESIGN.md §6): what a holder of a viewer token can make the server do.
 //! Refusals cost the audit log a row per request and field, not a row per refusal;
-//! aliases and root fields are capped before anything runs; a token over its rate limit
-//! is told when to come back.
+//! a principal's refusals write at most 20 rows a minute, the rest folded into one
+//! counted row; aliases and root fields are capped before anything runs; a token over its
+//! rate limit is told when to come back.
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -14,6 +15,7 @@ both_stores!(
     a_batch_of_refusals_costs_a_handful_of_rows,
     aliases_and_root_fields_are_capped_before_anything_runs,
     rate_limits_are_per_token,
+    a_viewer_probing_in_a_loop_costs_a_bounded_number_of_rows,
 );
 
 const DENIED_ROWS: &str = "SELECT COUNT(*) FROM audit_events WHERE outcome = 'DENIED'";
@@ -250,4 +252,58 @@ async fn rate_limits_are_per_token(store: Store) {
         message.contains("more than this token's burst of 3"),
         "{message}"
     );
+}
+
+/// A viewer refused 50 times in a row (one refused field per request): the audit log
+/// holds at most 20 rows per minute for it plus one `denials_folded` row per minute that
+/// counts the rest, written once that minute is over — every refusal counted, and far
+/// fewer rows than refusals.
+async fn a_viewer_probing_in_a_loop_costs_a_bounded_number_of_rows(store: Store) {
+    const PROBES: i64 = 50;
+    let app = TestApp::spawn(store).await;
+    app.create_secret("PROBED", "probed-value").await;
+    let viewer = app.create_service_account("VIEWER").await;
+    for _ in 0..PROBES {
+        let response = app
+            .gql(
+                Some(&viewer.token),
+                r#"{ secretValue(name: "PROBED") { value } }"#,
+                json!({}),
+            )
+            .await;
+        assert_code(&response, "FORBIDDEN");
+    }
+    let own = "SELECT COUNT(*) FROM audit_events WHERE outcome = 'DENIED' \
+               AND action = 'secretValue'";
+    let own_rows = app.sql_query_one_i64(own).await;
+    // The 50 may straddle a minute boundary: two budgets at most.
+    assert!(own_rows <= 40, "{own_rows} rows for {PROBES} refusals");
+    // The folded counts are written once their minute is over (checked every 5 s).
+    let folded = "SELECT COUNT(*) FROM audit_events WHERE action = 'denials_folded'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    while app.sql_query_one_i64(folded).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no denials_folded row within 90 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let events = denied_events(&app).await;
+    let folded: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["action"] == "denials_folded")
+        .collect();
+    let folded_count: i64 = folded
+        .iter()
+        .map(|e| e["detail"]["count"].as_i64().expect("a count"))
+        .sum();
+    for event in &folded {
+        assert_eq!(event["detail"]["role"], "VIEWER", "{event}");
+        assert_eq!(
+            event["detail"]["fields"]["secretValue"], event["detail"]["count"],
+            "{event}"
+        );
+        assert_eq!(event["principal"]["id"], viewer.id.as_str(), "{event}");
+    }
+    assert_eq!(own_rows + folded_count, PROBES, "every refusal counted");
 }
