@@ -241,10 +241,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         recovery_window: args.recovery_window(),
     };
     tokio::spawn(sweep(data.db.clone(), args.sweep_interval_secs));
-    let (sessions, close_sessions) = Sessions::new(
-        args.limits.max_subscription_connections,
-        args.limits.max_subscriptions_per_connection,
-    );
+    let (sessions, close_sessions) = Sessions::new(&args.limits)?;
     let state = Arc::new(AppState {
         schema: graphql::build_schema(data.clone(), &args.limits),
         data,
