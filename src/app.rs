@@ -249,10 +249,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     };
     tokio::spawn(sweep(data.db.clone(), args.sweep_interval_secs));
     tokio::spawn(write_folded_denials(data.clone()));
-    let (sessions, close_sessions) = Sessions::new(
-        args.limits.max_subscription_connections,
-        args.limits.max_subscriptions_per_connection,
-    );
+    let (sessions, close_sessions) = Sessions::new(&args.limits)?;
     let state_data = data.clone();
     let state = Arc::new(AppState {
         schema: graphql::build_schema(data.clone(), &args.limits),

@@ -368,6 +368,21 @@ pub struct Limits {
     /// Subscriptions running at once on one connection; more are refused (`RATE_LIMITED`).
     #[arg(long, env = "STRONGROOM_MAX_SUBSCRIPTIONS_PER_CONNECTION", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_subscriptions_per_connection: u32,
+    /// Subscription connections one principal may hold at once (counted at
+    /// `connection_init`, whichever of its tokens); one more is closed with 4429.
+    #[arg(long, env = "STRONGROOM_MAX_SUBSCRIPTION_CONNECTIONS_PER_PRINCIPAL", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_subscription_connections_per_principal: u32,
+    /// Subscription connections one client address may hold at once (counted at the
+    /// upgrade); one more is refused with 429 `RATE_LIMITED` before the upgrade.
+    #[arg(long, env = "STRONGROOM_MAX_SUBSCRIPTION_CONNECTIONS_PER_ADDRESS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_subscription_connections_per_address: u32,
+    /// Seconds between the server's `ping` messages on a subscription connection.
+    #[arg(long, env = "STRONGROOM_SUBSCRIPTION_PING_SECS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub subscription_ping_secs: u64,
+    /// Seconds a subscription connection may send nothing (no `pong`, no message) before it
+    /// is closed with 3008; longer than `STRONGROOM_SUBSCRIPTION_PING_SECS`.
+    #[arg(long, env = "STRONGROOM_SUBSCRIPTION_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(2..=86_400))]
+    pub subscription_idle_timeout_secs: u64,
     /// Per-token rate limit: `RATE` or `RATE:BURST` operations per second (a batch counts
     /// each operation); `off` (the default) turns it off. Each replica counts on its own.
     #[arg(long, env = "STRONGROOM_RATE_LIMIT", default_value = "off")]

@@ -35,6 +35,18 @@ impl Role {
         }
     }
 
+    /// Whether a principal of this role may hold a subscription connection. Every
+    /// subscription field is guarded for ADMIN (`graphql/events.rs`), so anyone else is
+    /// refused at `connection_init` rather than acknowledged and then refused field by
+    /// field. The one place to change when a role gains or loses subscriptions; no
+    /// wildcard arm, so a new role cannot compile without a decision here.
+    pub fn may_subscribe(self) -> bool {
+        match self {
+            Self::Admin => true,
+            Self::Member | Self::Viewer => false,
+        }
+    }
+
     pub fn parse(stored: &str) -> crate::Result<Self> {
         match stored {
             "ADMIN" => Ok(Self::Admin),

@@ -26,5 +26,6 @@ mod redeploy;
 mod replicas;
 mod secrets;
 mod shape;
+mod sockets;
 mod statements;
 mod usage;

@@ -1,15 +1,19 @@
 //! A `graphql-transport-ws` client over a real WebSocket, as Apollo Client's
 //! `GraphQLWsLink` speaks it, with what the tests assert on: the messages received, in
 //! order, and how the server closed the connection.
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::HashSet,
+    net::{IpAddr, SocketAddr},
+    time::Duration,
+};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::{
     MaybeTlsStream, WebSocketStream,
     tungstenite::{
-        Message,
+        self, Message,
         client::IntoClientRequest,
         http::{HeaderValue, header},
         protocol::frame::coding::CloseCode,
@@ -30,6 +34,14 @@ pub const DEPENDENT_EVENTS: &str = "subscription($secretName: String, $resourceI
     dependentEvents(secretName: $secretName, resourceId: $resourceId) {
         secretName previousState occurredAt
         dependent { field state deployedVersion resource { id name } } } }";
+
+/// How the server refused an upgrade: before any WebSocket, an HTTP answer.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub body: Value,
+}
 
 /// What the server sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +69,19 @@ impl Subscriber {
     /// Opens the socket (subprotocol `graphql-transport-ws`), with `Authorization` on the
     /// upgrade request if given. Nothing is sent yet.
     pub async fn connect(api: &Api, header_token: Option<&str>) -> Self {
+        match Self::try_connect_from(api, None, header_token).await {
+            Ok(subscriber) => subscriber,
+            Err(refused) => panic!("the WebSocket upgrade was refused: {refused:?}"),
+        }
+    }
+
+    /// [`Self::connect`] from the local address `local` if given (any of 127.0.0.0/8 is
+    /// this host's, so a test can be several clients), or how the upgrade was refused.
+    pub async fn try_connect_from(
+        api: &Api,
+        local: Option<IpAddr>,
+        header_token: Option<&str>,
+    ) -> Result<Self, Refused> {
         let mut request = api.ws_url().into_client_request().expect("a WebSocket URL");
         let headers = request.headers_mut();
         headers.insert(
@@ -67,9 +92,45 @@ impl Subscriber {
             let value = HeaderValue::from_str(&format!("Bearer {token}")).expect("a header");
             headers.insert(header::AUTHORIZATION, value);
         }
-        let (socket, response) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("the WebSocket upgrade succeeds");
+        let server: SocketAddr = api
+            .base_url()
+            .trim_start_matches("http://")
+            .parse()
+            .expect("the server's address");
+        let tcp = if server.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .expect("a TCP socket");
+        if let Some(local) = local {
+            tcp.bind(SocketAddr::new(local, 0))
+                .expect("binds the local address");
+        }
+        let stream = tcp.connect(server).await.expect("connects to the server");
+        let (socket, response) =
+            match tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await {
+                Ok(upgraded) => upgraded,
+                Err(tungstenite::Error::Http(response)) => {
+                    let text = |name| {
+                        response
+                            .headers()
+                            .get(name)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned)
+                    };
+                    return Err(Refused {
+                        status: response.status().as_u16(),
+                        retry_after: text(header::RETRY_AFTER),
+                        body: response
+                            .body()
+                            .as_deref()
+                            .and_then(|body| serde_json::from_slice(body).ok())
+                            .unwrap_or(Value::Null),
+                    });
+                }
+                Err(e) => panic!("the WebSocket upgrade failed: {e}"),
+            };
         assert_eq!(
             response
                 .headers()
@@ -78,11 +139,11 @@ impl Subscriber {
             Some(&b"graphql-transport-ws"[..]),
             "the server picks the graphql-transport-ws subprotocol"
         );
-        Self {
+        Ok(Self {
             socket,
             next_id: 0,
             finished: HashSet::new(),
-        }
+        })
     }
 
     /// Connects and initialises with `{"Authorization": "Bearer <token>"}`; asserts the
@@ -274,14 +335,17 @@ impl Subscriber {
         panic!("the probe subscription never delivered an event");
     }
 
-    async fn send(&mut self, message: Value) {
+    /// Sends any message as text: a legacy `start`, a `pong`, something malformed.
+    pub async fn send(&mut self, message: Value) {
         self.socket
             .send(Message::text(message.to_string()))
             .await
             .expect("the socket accepts a message");
     }
 
-    async fn raw_within(&mut self, limit: Duration) -> Option<Result<Value, (u16, String)>> {
+    /// The next message as sent (pings too, unanswered), or the close `(code, reason)`;
+    /// `None` if nothing arrives within `limit`.
+    pub async fn raw_within(&mut self, limit: Duration) -> Option<Result<Value, (u16, String)>> {
         tokio::time::timeout(limit, self.raw()).await.ok()
     }
 
