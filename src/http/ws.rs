@@ -6,7 +6,9 @@
 //! - **Credentials** come in `connection_init`'s payload (`{"Authorization": "Bearer …"}`)
 //!   or, failing that, the upgrade request's `Authorization` header. No credentials close
 //!   the socket with 4401 (Unauthorized); an unknown, revoked or expired token with 4403
-//!   (Forbidden), as the protocol recommends for a refused `connection_init`.
+//!   (Forbidden), as the protocol recommends for a refused `connection_init`. An init
+//!   without a valid token is charged to the client's address like an HTTP request
+//!   (`STRONGROOM_UNAUTHENTICATED_RATE_LIMIT`); past it, 4429 before any token lookup.
 //! - **Revocation**: the token is checked again every second (through the same cache as
 //!   HTTP requests, whose entries live at most a second), so a revoked or expired token, or
 //!   one whose principal changed role, is disconnected with 4403 within about two seconds.
@@ -22,8 +24,9 @@
 //!   acknowledged; any other valid token is closed at `connection_init` with 4403 (and the
 //!   refusal audited, action `connection_init`), as is a connection whose token's role
 //!   later changes.
-//! - **Connections per client address** (`STRONGROOM_MAX_SUBSCRIPTION_CONNECTIONS_PER_ADDRESS`,
-//!   by the peer's IPv4 address or IPv6 /64) are counted at the upgrade, before anyone is known: one more is refused
+//! - **Connections per client address**
+//!   (`STRONGROOM_MAX_SUBSCRIPTION_CONNECTIONS_PER_ADDRESS`, by the peer's IPv4 address or
+//!   IPv6 /64) are counted at the upgrade, before anyone is known: one more is refused
 //!   with HTTP 429 `RATE_LIMITED` and `Retry-After`, like the server-wide
 //!   `STRONGROOM_MAX_SUBSCRIPTION_CONNECTIONS` (503 `OVERLOADED`). Behind a proxy every
 //!   client has the proxy's address: raise it there.
