@@ -1,5 +1,5 @@
-//! Change events for subscriptions (DESIGN §7): what happened to a secret, and which
-//! dependents changed state because of it.
+//! The transport of change events for subscriptions (DESIGN §7): how the notices a change
+//! announces ([`crate::domain::events`]) are published and delivered.
 //!
 //! A writer collects the [`Notice`]s of a change while its transaction is open and hands
 //! them to [`Events::commit`], which publishes them only once the transaction commits, in
@@ -20,19 +20,13 @@
 //! and is dropped, and writers and other subscribers carry on.
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement,
     sqlx::postgres::{PgListener, PgPool},
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, broadcast};
-use uuid::Uuid;
 
-use crate::{
-    Result,
-    domain::dependents::{Dependent, DependentState},
-};
+use crate::{Result, domain::events::Notice};
 
 /// The PostgreSQL channel the replicas share.
 const CHANNEL: &str = "strongroom_events";
@@ -42,107 +36,6 @@ const MAX_PAYLOAD_BYTES: usize = 7_000;
 const SUBSCRIBER_BACKLOG: usize = 4_096;
 /// How long to wait before listening again after the listening connection failed.
 const RELISTEN_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// What happened to a secret.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum SecretEventKind {
-    Created,
-    /// A new value (a new version), description or rotation period.
-    Updated,
-    /// Scheduled for purge (or purged at once, then also `Purged`).
-    Deleted,
-    Disabled,
-    Enabled,
-    Restored,
-    /// Destroyed with every version, by a call or at the end of its recovery window.
-    Purged,
-    /// A new version with the value of an earlier one.
-    RolledBack,
-    /// Its rotation period has passed since the value last changed (once per due date).
-    RotationDue,
-}
-
-/// One change, as published: small, and free of values.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Notice {
-    pub org_id: Uuid,
-    pub secret_name: String,
-    pub occurred_at: DateTime<Utc>,
-    pub change: Change,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(
-    tag = "type",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase"
-)]
-pub enum Change {
-    Secret {
-        kind: SecretEventKind,
-        secret_id: Uuid,
-        version: Option<i32>,
-        principal_id: Option<Uuid>,
-    },
-    /// A dependent (a resource's reference to the secret) changed state.
-    Dependent {
-        resource_id: Uuid,
-        field: String,
-        previous: Option<DependentState>,
-        state: DependentState,
-        deployed_version: Option<i32>,
-        deployed_at: Option<DateTime<Utc>>,
-    },
-}
-
-impl Notice {
-    /// Something happened to a secret, done by `principal_id`.
-    pub fn secret(
-        org_id: Uuid,
-        secret: (Uuid, &str),
-        kind: SecretEventKind,
-        version: Option<i32>,
-        principal_id: Option<Uuid>,
-        occurred_at: DateTime<Utc>,
-    ) -> Self {
-        Self {
-            org_id,
-            secret_name: secret.1.to_owned(),
-            occurred_at,
-            change: Change::Secret {
-                kind,
-                secret_id: secret.0,
-                version,
-                principal_id,
-            },
-        }
-    }
-
-    /// `dependent` (as it stands now) was `previous` before this change.
-    pub fn dependent(
-        org_id: Uuid,
-        secret_name: &str,
-        dependent: &Dependent,
-        previous: Option<DependentState>,
-        occurred_at: DateTime<Utc>,
-    ) -> Self {
-        Self {
-            org_id,
-            secret_name: secret_name.to_owned(),
-            occurred_at,
-            change: Change::Dependent {
-                resource_id: dependent.resource.id,
-                field: dependent.field.clone(),
-                previous,
-                state: dependent.state,
-                deployed_version: dependent.deployed_version,
-                deployed_at: dependent.deployed_at,
-            },
-        }
-    }
-}
 
 /// What a subscriber receives.
 #[derive(Clone, Debug)]
@@ -297,7 +190,11 @@ fn payloads(notices: &[Notice]) -> Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    use chrono::Utc;
+    use uuid::Uuid;
+
     use super::*;
+    use crate::domain::{dependents::DependentState, events::Change};
 
     fn notice(i: u32) -> Notice {
         Notice {

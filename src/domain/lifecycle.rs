@@ -20,6 +20,7 @@ use super::{
     Actor, SecretName, SecretValue,
     audit::{self, Event, Target},
     dependents::{self, DependentState},
+    events::{Notice, SecretEventKind},
     now, plaintext,
     secrets::{self, SecretState, SecretUpdate, find_existing},
 };
@@ -27,7 +28,6 @@ use crate::{
     Error, Result,
     crypto::KeyProvider,
     db::{self, Db},
-    events::{Notice, SecretEventKind},
 };
 
 /// Most secrets one sweep pass handles; the next pass takes the rest.

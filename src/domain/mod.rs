@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod denials;
 pub mod dependents;
+pub mod events;
 pub mod identity;
 pub mod lifecycle;
 pub mod plaintext;

@@ -14,12 +14,12 @@ use super::{
     Actor, Description, Natural, Page, PageRequest, ReferenceField, ResourceName, SecretName,
     audit::{self, Event, Target},
     dependents::{self, Dependent, DependentState, DeploymentState},
+    events::Notice,
     now, secrets, unique,
 };
 use crate::{
     Error, Result,
     db::{self, Db},
-    events::Notice,
 };
 
 /// At most this many references per resource.

@@ -22,6 +22,7 @@ use super::{
     Actor, Description, Natural, Page, PageRequest, SecretName, SecretValue,
     audit::{self, Event, Target},
     dependents::{self, Dependent, DependentState},
+    events::{Notice, SecretEventKind},
     now,
 };
 use crate::{
@@ -29,7 +30,6 @@ use crate::{
     crypto::{self, EncryptionContext, KeyProvider, Sealed, WrappedKey},
     db::{self, Db},
     error::Blocker,
-    events::{Notice, SecretEventKind},
 };
 
 pub struct NewSecret {

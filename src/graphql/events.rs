@@ -1,7 +1,7 @@
 //! Subscriptions (DESIGN §7): `secretEvents` and `dependentEvents`, ADMIN-only like the
 //! queries they mirror, filtered to the subscriber's organization. Events are built from
-//! the [`crate::events`] feed; what a notice does not carry (the resource, the principal)
-//! is loaded when the event is delivered. Never a value.
+//! the [`crate::events`] feed of [`crate::domain::events::Notice`]s; what a notice does not
+//! carry (the resource, the principal) is loaded when the event is delivered. Never a value.
 use std::{collections::HashSet, sync::Arc};
 
 use async_graphql::futures_util::stream;
@@ -19,8 +19,12 @@ use super::{
     resources::{Dependent, DependentState},
 };
 use crate::{
-    domain::{Role, SecretName, dependents, resources},
-    events::{self, Change, Delivery, Notice},
+    domain::{
+        Role, SecretName, dependents,
+        events::{self, Change, Notice},
+        resources,
+    },
+    events::Delivery,
 };
 
 /// The `extensions.code` of the error that ends a subscription which missed events.
@@ -251,7 +255,7 @@ mod tests {
     use tokio::sync::broadcast;
 
     use super::*;
-    use crate::events::SecretEventKind;
+    use crate::domain::events::SecretEventKind;
 
     fn notice(name: &str) -> Delivery {
         Delivery::Notice(Arc::new(Notice::secret(
