@@ -20,6 +20,7 @@ use crate::{
         identity, lifecycle, rotation,
         usage::Usage,
     },
+    events,
     graphql::{self, AppData, PersistedQueries},
     http::{
         self, AddressRateLimiter, AppState, KeyCheck, MetricsAccess, Sessions, TokenRateLimiter,
@@ -230,7 +231,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     }
     if let Some(pool) = postgres_pool(&db) {
         // Before serving: no change committed from now on escapes a subscriber.
-        db.events().listen(pool).await?;
+        db.events().listen(pool, args.events_retention()).await?;
     }
     let usage = Usage::default();
     let flusher = usage.start_flusher(db.clone(), Duration::from_secs(args.usage_flush_seconds));
@@ -247,7 +248,11 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         version_retention: args.version_retention,
         recovery_window: args.recovery_window(),
     };
-    tokio::spawn(sweep(data.db.clone(), args.sweep_interval_secs));
+    tokio::spawn(sweep(
+        data.db.clone(),
+        args.sweep_interval_secs,
+        args.events_retention(),
+    ));
     tokio::spawn(write_folded_denials(data.clone()));
     let (sessions, close_sessions) = Sessions::new(&args.limits)?;
     let state_data = data.clone();
@@ -354,9 +359,10 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
 }
 
 /// The background sweeps, every `interval_secs`: purge the secrets whose recovery window
-/// ended, announce rotations that came due. Each pass is safe to run on every replica at
-/// once (see `domain::lifecycle`); a failed pass is logged and tried again next time.
-async fn sweep(db: Db, interval_secs: u64) {
+/// ended, announce rotations that came due, prune the events outbox past its retention.
+/// Each pass is safe to run on every replica at once (see `domain::lifecycle` and
+/// `events::prune`); a failed pass is logged and tried again next time.
+async fn sweep(db: Db, interval_secs: u64, events_retention: Duration) {
     let mut ticks = tokio::time::interval(Duration::from_secs(interval_secs));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -370,6 +376,11 @@ async fn sweep(db: Db, interval_secs: u64) {
             Ok(0) => {}
             Ok(announced) => tracing::info!(announced, "announced secrets due for rotation"),
             Err(e) => tracing::error!(error = %e, "the rotation sweep failed"),
+        }
+        match events::prune(&db, events_retention).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned events past their retention"),
+            Err(e) => tracing::error!(error = %e, "the events outbox prune failed"),
         }
     }
 }

@@ -294,6 +294,11 @@ pub struct ServeArgs {
     /// announcing rotations that came due.
     #[arg(long, env = "STRONGROOM_SWEEP_INTERVAL_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub sweep_interval_secs: u64,
+    /// Seconds the events outbox keeps each event (the sweep deletes older rows). A replica
+    /// whose listening connection was lost for longer tells its subscribers they missed
+    /// events instead of replaying; give every replica the same value.
+    #[arg(long, env = "STRONGROOM_EVENTS_RETENTION_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
+    pub events_retention_secs: u64,
     /// Seconds a graceful shutdown (SIGTERM, SIGINT) waits for open requests and
     /// connections before closing what is left; pending usage is written either way.
     #[arg(long, env = "STRONGROOM_SHUTDOWN_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=3_600))]
@@ -537,5 +542,10 @@ impl ServeArgs {
             Some(secs) => chrono::TimeDelta::seconds(i64::try_from(secs).unwrap_or(i64::MAX)),
             None => chrono::TimeDelta::days(i64::from(self.recovery_window_days)),
         }
+    }
+
+    /// How long the events outbox keeps an event.
+    pub fn events_retention(&self) -> Duration {
+        Duration::from_secs(self.events_retention_secs)
     }
 }

@@ -6,6 +6,7 @@ pub mod api_token;
 pub mod audit_event;
 pub mod deployment;
 pub mod deployment_pin;
+pub mod event_outbox;
 pub mod organization;
 pub mod principal;
 pub mod resource;

@@ -9,6 +9,7 @@ mod m20261127_000002_dependents;
 mod m20261128_000003_one_current_deployment;
 mod m20261129_000004_name_key_collation;
 mod m20261130_000005_lifecycle;
+mod m20261203_000006_event_outbox;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_one_current_deployment::Migration),
             Box::new(m20261129_000004_name_key_collation::Migration),
             Box::new(m20261130_000005_lifecycle::Migration),
+            Box::new(m20261203_000006_event_outbox::Migration),
         ]
     }
 }

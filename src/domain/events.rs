@@ -4,7 +4,8 @@
 //! publishes them; nothing here knows how they travel.
 //!
 //! A notice is small and free of values: ids, names, states and versions. Its JSON form is
-//! what other replicas read, so it stays stable: fields may be added, never renamed.
+//! what the events outbox stores and what subscribers' replicas read back, so it stays
+//! stable: fields may be added, never renamed.
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -29,6 +30,22 @@ pub enum SecretEventKind {
     RolledBack,
     /// Its rotation period has passed since the value last changed (once per due date).
     RotationDue,
+}
+
+impl SecretEventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "CREATED",
+            Self::Updated => "UPDATED",
+            Self::Deleted => "DELETED",
+            Self::Disabled => "DISABLED",
+            Self::Enabled => "ENABLED",
+            Self::Restored => "RESTORED",
+            Self::Purged => "PURGED",
+            Self::RolledBack => "ROLLED_BACK",
+            Self::RotationDue => "ROTATION_DUE",
+        }
+    }
 }
 
 /// One change, as published: small, and free of values.
@@ -110,6 +127,17 @@ impl Notice {
             },
         }
     }
+
+    /// The event's type, as a consumer filters on it: `secret.updated`,
+    /// `secret.rolled_back`, `dependent.stale`, `dependent.up_to_date`… (the webhook
+    /// payloads' `type` is built from it).
+    pub fn kind(&self) -> String {
+        match &self.change {
+            Change::Secret { kind, .. } => format!("secret.{}", kind.as_str()),
+            Change::Dependent { state, .. } => format!("dependent.{}", state.as_str()),
+        }
+        .to_ascii_lowercase()
+    }
 }
 
 #[cfg(test)]
@@ -146,6 +174,7 @@ mod tests {
                 },
             })
         );
+        assert_eq!(notice.kind(), "secret.rolled_back");
         let back: Notice = serde_json::from_value(json).expect("decodes");
         assert_eq!(back, notice);
     }

@@ -21,6 +21,7 @@ mod kms;
 mod leaks;
 mod lifecycle;
 mod limits;
+mod outbox;
 mod races;
 mod redeploy;
 mod replicas;

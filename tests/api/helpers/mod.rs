@@ -451,6 +451,17 @@ impl Replica {
     pub fn logs(&self) -> String {
         self.server.logs()
     }
+
+    /// Freezes the replica's process (SIGSTOP): it reads nothing, answers nothing, until
+    /// [`Self::resume`].
+    pub fn pause(&self) {
+        self.server.signal("STOP");
+    }
+
+    /// Lets a paused replica run again (SIGCONT).
+    pub fn resume(&self) {
+        self.server.signal("CONT");
+    }
 }
 
 impl Drop for Replica {

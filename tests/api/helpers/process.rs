@@ -70,6 +70,7 @@ impl Server {
         status
     }
 
+    /// Sends `name` (`STOP`, `CONT`...) to the server.
     pub(super) fn signal(&self, name: &str) {
         signal(&self.process, name);
     }
