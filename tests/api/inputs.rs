@@ -67,6 +67,7 @@ const TABLES: &[&str] = &[
     "deployments",
     "deployment_pins",
     "secret_usage",
+    "event_outbox",
 ];
 
 /// Refused in every position but a secret value: C0 (NUL, its neighbour, ESC, the last
