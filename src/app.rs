@@ -17,10 +17,11 @@ use crate::{
     db::{self, Db},
     domain::{
         audit::{self, AuditLog},
+        events::{Change, SecretEventKind},
         identity, lifecycle, rotation,
         usage::Usage,
     },
-    events,
+    events::{self, Delivery},
     graphql::{self, AppData, PersistedQueries},
     http::{
         self, AddressRateLimiter, AppState, KeyCheck, MetricsAccess, Sessions, TokenRateLimiter,
@@ -254,6 +255,11 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         args.events_retention(),
     ));
     tokio::spawn(write_folded_denials(data.clone()));
+    tokio::spawn(forget_purged_keys(
+        data.db.events().subscribe(),
+        data.keys.clone(),
+        metrics.data_keys_forgotten.clone(),
+    ));
     let (sessions, close_sessions) = Sessions::new(&args.limits)?;
     let state_data = data.clone();
     let state = Arc::new(AppState {
@@ -382,6 +388,31 @@ async fn sweep(db: Db, interval_secs: u64, events_retention: Duration) {
             Ok(pruned) => tracing::info!(pruned, "pruned events past their retention"),
             Err(e) => tracing::error!(error = %e, "the events outbox prune failed"),
         }
+    }
+}
+
+/// Drops the cached data keys of every purged secret as its purge is published — by this
+/// replica or another — and all of them when the feed had a gap that may have hidden one.
+async fn forget_purged_keys(
+    mut feed: tokio::sync::broadcast::Receiver<Delivery>,
+    keys: Arc<dyn KeyProvider>,
+    forgotten: prometheus_client::metrics::counter::Counter,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let dropped = match feed.recv().await {
+            Ok(Delivery::Notice(notice)) => match notice.change {
+                Change::Secret {
+                    kind: SecretEventKind::Purged,
+                    secret_id,
+                    ..
+                } => keys.forget_secret(secret_id).await,
+                _ => continue,
+            },
+            Ok(Delivery::Gap) | Err(RecvError::Lagged(_)) => keys.forget_all().await,
+            Err(RecvError::Closed) => return,
+        };
+        forgotten.inc_by(dropped);
     }
 }
 

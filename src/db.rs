@@ -11,15 +11,16 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    AccessMode, ConnectOptions, Database, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
-    DbErr, IsolationLevel, SqlErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    AccessMode, ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, DbErr, IsolationLevel, SqlErr, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
     sqlx::{
         self,
         sqlite::{SqliteJournalMode, SqliteSynchronous},
     },
 };
 
-use crate::{Result, events::Events};
+use crate::{Error, Result, events::Events};
 
 /// The server's database: where reads go and where writes go.
 ///
@@ -119,7 +120,12 @@ fn options(url: &str, max_connections: u32, role: Role) -> ConnectOptions {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         match role {
-            Role::Writer => o.synchronous(SqliteSynchronous::Full),
+            // `secure_delete`: a deleted row's bytes (a purged ciphertext and wrapped key)
+            // are overwritten with zeros in the pages that held them, instead of lingering
+            // in free space until reused. See [`scrub_deleted`] for the WAL's copies.
+            Role::Writer => o
+                .synchronous(SqliteSynchronous::Full)
+                .pragma("secure_delete", "ON"),
             Role::Reader => o.read_only(true),
         }
     });
@@ -167,6 +173,45 @@ pub async fn begin_snapshot(db: &Db) -> Result<DatabaseTransaction> {
         // A deferred SQLite transaction reads one WAL snapshot from its first read on.
         _ => db.begin().await?,
     })
+}
+
+/// After a purge has committed: removes the copies of the purged rows the store still
+/// keeps (DESIGN §13 "Shredding destroys bytes").
+///
+/// - **SQLite**: the writer deletes with `secure_delete`, so the pages it wrote to the WAL
+///   hold zeros where the rows were, but the WAL's older frames and the database file
+///   still hold them. A `TRUNCATE` checkpoint copies the zeroed pages into the database
+///   file and empties the WAL. It waits (the busy timeout) for readers still on an older
+///   snapshot; if one outlasts that, the copies go at a later checkpoint and this says so.
+/// - **PostgreSQL**: a deleted row stays in its page as a dead tuple until vacuumed;
+///   `VACUUM` of the versions table (and its TOAST table) removes them now rather than at
+///   autovacuum's leisure. What PostgreSQL wrote to its WAL and to backups stays there
+///   (the README says what remains the operator's).
+pub async fn scrub_deleted(db: &Db) -> Result<()> {
+    let conn = db.write();
+    match db.backend() {
+        DatabaseBackend::Sqlite => {
+            let checkpoint =
+                Statement::from_string(DatabaseBackend::Sqlite, "PRAGMA wal_checkpoint(TRUNCATE)");
+            // One row: busy (1 if a reader kept the checkpoint from finishing), frames in
+            // the WAL, frames checkpointed.
+            let busy = match conn.query_one_raw(checkpoint).await? {
+                Some(row) => row.try_get_by_index::<i64>(0)? != 0,
+                None => false,
+            };
+            if busy {
+                return Err(Error::Internal(
+                    "a reader kept the WAL checkpoint after a purge from finishing; the purged \
+                     rows' zeroed pages reach the database file at a later checkpoint"
+                        .into(),
+                ));
+            }
+        }
+        _ => {
+            conn.execute_unprepared("VACUUM secret_versions").await?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether `err` is a unique index refusing a row.

@@ -27,6 +27,9 @@ pub struct Metrics {
     /// Open connections, upgraded ones included.
     pub http_connections: Gauge,
     subscription_closes: Family<CloseCode, Counter>,
+    /// Cached data keys dropped because their secret was purged (or, after a gap in the
+    /// events feed, because one may have been).
+    pub data_keys_forgotten: Counter,
 }
 
 impl Default for Metrics {
@@ -63,9 +66,17 @@ impl Default for Metrics {
              credentials; 4408: no init; 1001: shutdown)",
             subscription_closes.clone(),
         );
+        let data_keys_forgotten = Counter::default();
+        registry.register(
+            "strongroom_data_keys_forgotten",
+            "Cached data keys dropped at once because their secret was purged (all of them \
+             after a gap in the events feed)",
+            data_keys_forgotten.clone(),
+        );
         Self {
             registry,
             key_provider_calls,
+            data_keys_forgotten,
             db_statements,
             subscription_connections,
             http_connections,

@@ -171,6 +171,33 @@ impl KeyProvider for CachingKeyProvider {
     async fn health(&self) -> Result<(), KeyError> {
         self.inner.health().await
     }
+
+    async fn forget_secret(&self, secret_id: uuid::Uuid) -> u64 {
+        let Some(entries) = &self.entries else {
+            return 0;
+        };
+        let purged: Vec<_> = entries
+            .iter()
+            .filter(|(key, _)| key.context.1 == secret_id)
+            .map(|(key, _)| key)
+            .collect();
+        for key in &purged {
+            entries.invalidate(key.as_ref()).await;
+        }
+        // Removed from the map at once; each key zeroizes when its last reader drops it.
+        entries.run_pending_tasks().await;
+        u64::try_from(purged.len()).unwrap_or(u64::MAX)
+    }
+
+    async fn forget_all(&self) -> u64 {
+        let Some(entries) = &self.entries else {
+            return 0;
+        };
+        let held = entries.iter().count();
+        entries.invalidate_all();
+        entries.run_pending_tasks().await;
+        u64::try_from(held).unwrap_or(u64::MAX)
+    }
 }
 
 #[cfg(test)]
@@ -311,5 +338,47 @@ mod tests {
         read(&cache, &generated, 1).await;
         read(&cache, &generated, 1).await;
         assert_eq!(calls.get("Decrypt"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_purged_secrets_keys_are_forgotten_and_no_others() {
+        let (cache, calls) = cache(limits(Duration::from_secs(60), 100, 10));
+        let mut purged = Vec::new();
+        for version in 1..=3 {
+            let generated = cache.generate_data_key(&context(version)).await;
+            purged.push(generated.expect("generate"));
+        }
+        let other_context = EncryptionContext {
+            secret_id: uuid::Uuid::from_u128(3),
+            ..context(1)
+        };
+        let other = cache
+            .generate_data_key(&other_context)
+            .await
+            .expect("generate");
+        assert_eq!(cache.forget_secret(context(1).secret_id).await, 3);
+        assert_eq!(
+            cache.settle().await,
+            1,
+            "only the other secret's key is left"
+        );
+        read(&cache, &purged[0], 1).await;
+        assert_eq!(
+            calls.get("Decrypt"),
+            1,
+            "a forgotten key is unwrapped afresh"
+        );
+        let key = cache
+            .decrypt_data_key(&other.wrapped, &other_context)
+            .await
+            .expect("unwrap");
+        assert_eq!(key.expose(), other.plaintext.expose());
+        assert_eq!(
+            calls.get("Decrypt"),
+            1,
+            "the other secret's key is still cached"
+        );
+        assert_eq!(cache.forget_all().await, 2);
+        assert_eq!(cache.settle().await, 0);
     }
 }

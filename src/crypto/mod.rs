@@ -239,6 +239,18 @@ pub trait KeyProvider: Send + Sync + 'static {
 
     /// Whether the provider can currently serve requests.
     async fn health(&self) -> Result<(), KeyError>;
+
+    /// Drops every cached data key of `secret_id`'s versions (it was purged); returns how
+    /// many were dropped. Providers that cache nothing have nothing to drop.
+    async fn forget_secret(&self, _secret_id: Uuid) -> u64 {
+        0
+    }
+
+    /// Drops every cached data key (this process may have missed a purge); returns how
+    /// many were dropped.
+    async fn forget_all(&self) -> u64 {
+        0
+    }
 }
 
 /// `N` bytes from the operating system's CSPRNG.

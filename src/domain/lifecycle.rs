@@ -175,6 +175,7 @@ pub async fn purge(db: &Db, actor: &Actor, name: &SecretName) -> Result<secret::
     audit::record(&txn, actor, event).await?;
     let notice = secret_notice(&deleted, SecretEventKind::Purged, actor, now());
     db.events().commit(txn, vec![notice]).await?;
+    scrub(db).await;
     Ok(deleted)
 }
 
@@ -217,7 +218,19 @@ pub async fn purge_due(db: &Db) -> Result<usize> {
         notices.push(notice);
     }
     db.events().commit(txn, notices).await?;
+    if !due.is_empty() {
+        scrub(db).await;
+    }
     Ok(due.len())
+}
+
+/// Removes the store's leftover copies of what a committed purge deleted. The purge stands
+/// if this fails (its rows are gone); the copies then go with the store's own housekeeping,
+/// and the log says so.
+async fn scrub(db: &Db) {
+    if let Err(e) = db::scrub_deleted(db).await {
+        tracing::error!(error = %e, "could not scrub the store after a purge");
+    }
 }
 
 /// One pass of the rotation sweep: announces `ROTATION_DUE` once for each due date that

@@ -27,6 +27,7 @@ mod redeploy;
 mod replicas;
 mod secrets;
 mod shape;
+mod shredding;
 mod sockets;
 mod statements;
 mod usage;

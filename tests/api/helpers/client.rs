@@ -209,14 +209,19 @@ impl Api {
     /// `strongroom_db_statements_total` from `/metrics`: the SQL statements this server
     /// has run so far. Reading it runs none.
     pub async fn db_statements(&self) -> u64 {
+        self.counter(DB_STATEMENTS_METRIC).await
+    }
+
+    /// The counter `name` from `/metrics`, summed over its labels; it must be exported.
+    pub async fn counter(&self, name: &str) -> u64 {
         let (status, text) = self.get_raw("/metrics", Some(super::METRICS_TOKEN)).await;
         assert_eq!(status, StatusCode::OK, "GET /metrics: {text}");
         let samples: Vec<u64> = text
             .lines()
             .filter_map(|line| {
-                let (name, value) = line.rsplit_once(' ')?;
-                let name = name.split('{').next()?;
-                (name == DB_STATEMENTS_METRIC).then(|| {
+                let (sample, value) = line.rsplit_once(' ')?;
+                let sample = sample.split('{').next()?;
+                (sample == name).then(|| {
                     value
                         .parse::<f64>()
                         .unwrap_or_else(|e| panic!("{line:?} in /metrics: {e}"))
@@ -224,10 +229,7 @@ impl Api {
                 })
             })
             .collect();
-        assert!(
-            !samples.is_empty(),
-            "no {DB_STATEMENTS_METRIC} in /metrics:\n{text}"
-        );
+        assert!(!samples.is_empty(), "no {name} in /metrics:\n{text}");
         samples.iter().sum()
     }
 }

@@ -19,6 +19,8 @@ pub struct StoredVersion {
     pub wrapped_key: Vec<u8>,
     /// The version row's id, which its data key is bound to.
     pub row_id: Uuid,
+    /// The sealed value (AES-256-GCM, tag appended).
+    pub ciphertext: Vec<u8>,
 }
 
 impl StoredVersion {
@@ -94,7 +96,8 @@ impl TestApp {
     /// Every stored secret version with its wrapping facts, by secret name then version.
     pub async fn stored_versions(&self) -> Vec<StoredVersion> {
         const SQL: &str =
-            "SELECT s.name, v.org_id, v.secret_id, v.version, v.key_id, v.wrapped_key, v.id
+            "SELECT s.name, v.org_id, v.secret_id, v.version, v.key_id, v.wrapped_key, v.id,
+                v.ciphertext
             FROM secret_versions v JOIN secrets s ON s.id = v.secret_id
             ORDER BY s.name, v.version";
         let db = self.database().await;
@@ -113,6 +116,7 @@ impl TestApp {
                     key_id: row.try_get_by_index(4).expect(column),
                     wrapped_key: row.try_get_by_index(5).expect(column),
                     row_id: row.try_get_by_index(6).expect(column),
+                    ciphertext: row.try_get_by_index(7).expect(column),
                 }
             })
             .collect()
