@@ -7,9 +7,9 @@
 use std::{collections::BTreeMap, path::Path, process::Stdio, time::Duration};
 
 use reqwest::{StatusCode, Url, header::HeaderMap};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::helpers::{Output, Store, TestApp, node_script, wait_with_timeout};
+use crate::helpers::{Output, Store, TestApp, chromium, node_script, wait_with_timeout};
 
 /// How long the browser may take before the test gives up (not a measurement: a busy
 /// 2-core machine starts Chromium slowly).
@@ -203,11 +203,16 @@ async fn browse(app: &TestApp, scenario: &'static str, env: &[(&'static str, &st
     let (_, _, _, url) = get(app, "/").await;
     let base = url.origin().ascii_serialization();
     let token = app.admin_token.clone();
+    // Before the browser's clock starts: installing it may take a while.
+    let chromium = tokio::task::spawn_blocking(chromium)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     let env: Vec<(&'static str, String)> = env.iter().map(|(k, v)| (*k, v.to_string())).collect();
     let run = tokio::task::spawn_blocking(move || {
         let mut command = node_script("browser.js");
         command
             .args([scenario, base.as_str()])
+            .env("CHROMIUM", chromium)
             .env("PLAYGROUND_TOKEN", token)
             .envs(env)
             .stdout(Stdio::piped())
@@ -251,8 +256,9 @@ fn text(value: &Value) -> String {
 }
 
 /// What every browser run must show: the placeholder before the token was pasted and after
-/// a reload, no token in localStorage, nothing from another origin, no policy violation,
-/// no script error.
+/// a reload, the token (and the value, where there is one) in no browser storage and in no
+/// file of the browser's profile, nothing from another origin, no policy violation, no
+/// script error.
 #[track_caller]
 fn assert_safe_run(report: &Value, base: &Url) {
     assert!(
@@ -263,7 +269,9 @@ fn assert_safe_run(report: &Value, base: &Url) {
         text(&report["headersAfterReload"]).contains(PLACEHOLDER),
         "{report:#}"
     );
-    assert_eq!(report["tokenInStorage"], false, "{report:#}");
+    assert_eq!(report["keptInStorage"], json!([]), "{report:#}");
+    assert_eq!(report["keptInProfile"], json!([]), "{report:#}");
+    assert!(report["storage"].is_string(), "{report:#}");
 
     let requests = report["requests"].as_array().expect("requests");
     assert!(requests.len() >= 8, "{report:#}"); // the page, its 7 assets, /graphql
@@ -320,6 +328,46 @@ async fn a_user_runs_a_query_in_the_playground() {
             .as_array()
             .is_some_and(|sockets| !sockets.is_empty()),
         "{report:#}"
+    );
+}
+
+/// A value sent in a mutation's variables reaches the server and is kept nowhere in the
+/// browser: not in any storage of the page's origin, not in the profile on disk, and not
+/// in the editors after a reload (the playground keeps its tabs in memory only).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_value_typed_in_the_playground_is_kept_nowhere() {
+    let app = TestApp::spawn(Store::Sqlite).await;
+    app.create_secret(SECRET_NAME, "playground-value-1").await;
+    let (_, _, _, base) = get(&app, "/").await;
+    let value = format!("playground-canary-{}", uuid::Uuid::now_v7().simple());
+    let mutation = "mutation PlaygroundUpdate($input: UpdateSecretInput!) {
+        updateSecret(input: $input) { secret { name currentVersion } } }";
+    let variables = json!({ "input": { "name": SECRET_NAME, "value": value } }).to_string();
+
+    let report = browse(
+        &app,
+        "mutation",
+        &[
+            ("PLAYGROUND_QUERY", mutation),
+            ("PLAYGROUND_VARIABLES", &variables),
+            ("PLAYGROUND_VALUE", &value),
+        ],
+    )
+    .await;
+
+    let result = text(&report["result"]);
+    assert!(result.contains(r#""currentVersion": 2"#), "{result}");
+    assert!(!result.contains("\"errors\""), "{result}");
+    assert_eq!(
+        app.reveal(SECRET_NAME).await,
+        value,
+        "the page sent the value"
+    );
+    assert_safe_run(&report, &base);
+    let query = text(&report["queryAfterReload"]);
+    assert!(
+        !query.contains("PlaygroundUpdate") && query.contains("viewer"),
+        "a reload shows the default query, not the mutation: {query}"
     );
 }
 

@@ -1,27 +1,39 @@
 // Drives strongroom's GraphiQL playground in the system's headless Chromium, as a user would,
 // and prints one JSON object on stdout with what the page showed and did: the Headers tab's
 // text before the token was pasted, the rendered result, every request the page made, every
-// Content-Security-Policy violation, script errors, what the settings dialog offers, and
-// whether the token reached localStorage. The Rust test (tests/api/browser.rs) decides
-// what is right.
+// Content-Security-Policy violation, script errors, what the settings dialog offers, what
+// the page left in every browser storage (localStorage, sessionStorage, IndexedDB, Cache
+// Storage, cookies), and which of the browser profile's files on disk hold the token or
+// the value once the browser has closed. The Rust test (tests/api/browser.rs) decides what
+// is right.
 //
 //   node browser.js query <base-url>         paste the token, run PLAYGROUND_QUERY (a named
 //                                            operation)
+//   node browser.js mutation <base-url>      the same, with PLAYGROUND_VARIABLES pasted into
+//                                            the Variables tab
 //   node browser.js subscription <base-url>  subscribe with PLAYGROUND_QUERY, then update
 //                                            PLAYGROUND_SECRET over HTTP until an event shows
 //
-// The token comes in PLAYGROUND_TOKEN (not on the command line, where `ps` would show it).
+// The token comes in PLAYGROUND_TOKEN, and the value the variables carry in
+// PLAYGROUND_VALUE (not on the command line, where `ps` would show them).
 'use strict';
 
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
 const { chromium } = require('playwright-core');
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // Bounds on waiting for the page, generous for a busy 2-core machine; never asserted on.
 const WAIT_MS = 60000;
 const SUBSCRIPTION_UPDATES = 10;
+// How long the page's storage must stay unchanged to count as settled (GraphiQL debounces
+// its writes by 500 ms).
+const STORAGE_QUIET_MS = 1500;
 
 const QUERY_EDITOR = '.graphiql-query-editor .CodeMirror';
-const HEADERS_EDITOR = '.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror';
+// The Headers or Variables editor, whichever tab is open.
+const TOOL_EDITOR = '.graphiql-editor-tool .graphiql-editor:not(.hidden) .CodeMirror';
 const RESULT = '.result-window';
 const RUN_BUTTON = '.graphiql-execute-button';
 const TAB = '.graphiql-tab-button';
@@ -30,16 +42,23 @@ async function main() {
   const [scenario, baseUrl] = process.argv.slice(2);
   const token = process.env.PLAYGROUND_TOKEN;
   const query = process.env.PLAYGROUND_QUERY;
-  if (!['query', 'subscription'].includes(scenario) || !baseUrl || !token || !query) {
-    throw new Error('usage: PLAYGROUND_TOKEN=… PLAYGROUND_QUERY=… node browser.js query|subscription <base-url>');
+  if (!['query', 'mutation', 'subscription'].includes(scenario) || !baseUrl || !token || !query) {
+    throw new Error('usage: PLAYGROUND_TOKEN=… PLAYGROUND_QUERY=… node browser.js query|mutation|subscription <base-url>');
   }
+  // What must never be kept: the token, and the value the variables carry.
+  const kept = [['token', token]];
+  if (process.env.PLAYGROUND_VALUE) kept.push(['value', process.env.PLAYGROUND_VALUE]);
   const report = {
     scenario,
     placeholder: null,
     result: null,
     headersAfterReload: null,
+    queryAfterReload: null,
     settings: null,
-    tokenInStorage: null,
+    storage: null,
+    storedKeys: null,
+    keptInStorage: null,
+    keptInProfile: null,
     requests: [],
     websockets: [],
     violations: [],
@@ -49,7 +68,9 @@ async function main() {
     error: null,
   };
 
-  const browser = await chromium.launch({
+  // A profile of its own, read after the browser closes: what the page stored reached disk.
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'strongroom-browser-'));
+  const browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     args: [
       '--no-sandbox',
@@ -67,10 +88,16 @@ async function main() {
     const page = await browser.newPage();
     await watch(page, report);
     await run(page, scenario, baseUrl, token, query, report);
+    report.keptInStorage = kept.filter(([, text]) => report.storage.includes(text)).map(([what]) => what);
   } catch (error) {
     report.error = String((error && error.stack) || error);
   } finally {
     await browser.close();
+  }
+  try {
+    report.keptInProfile = filesHolding(profile, kept);
+  } finally {
+    fs.rmSync(profile, { recursive: true, force: true });
   }
   process.stdout.write(JSON.stringify(report) + '\n');
   process.exitCode = report.error ? 1 : 0;
@@ -109,11 +136,17 @@ async function run(page, scenario, baseUrl, token, query, report) {
   await page.goto(new URL('/', baseUrl).href);
   await page.waitForSelector(RUN_BUTTON, { timeout: WAIT_MS });
   await page.getByRole('button', { name: 'Headers', exact: true }).click();
-  report.placeholder = await editorText(page, HEADERS_EDITOR);
+  report.placeholder = await editorText(page, TOOL_EDITOR);
 
   // What a user does: paste the token over the placeholder and a query over the default.
-  await replaceText(page, HEADERS_EDITOR, JSON.stringify({ Authorization: `Bearer ${token}` }));
+  await replaceText(page, TOOL_EDITOR, JSON.stringify({ Authorization: `Bearer ${token}` }));
   await replaceText(page, QUERY_EDITOR, query);
+  if (scenario === 'mutation') {
+    const variables = process.env.PLAYGROUND_VARIABLES;
+    if (!variables) throw new Error('PLAYGROUND_VARIABLES holds the mutation\'s variables');
+    await page.getByRole('button', { name: 'Variables', exact: true }).click();
+    await replaceText(page, TOOL_EDITOR, variables);
+  }
   // GraphiQL parses the editor's text a moment after it changes, and picks HTTP or the
   // WebSocket from that parse; the tab takes the operation's name once it is done.
   const name = operationName(query);
@@ -125,20 +158,114 @@ async function run(page, scenario, baseUrl, token, query, report) {
     report.result = await waitForResult(page, (text) => text.includes('"data"') || text.includes('"errors"'));
     await tour(page, report);
     await probeWebSocket(page, baseUrl);
+  } else if (scenario === 'mutation') {
+    report.result = await waitForResult(page, (text) => text.includes('"data"') || text.includes('"errors"'));
   } else {
     await waitForSubscribe(page, subscribe);
     report.result = await subscriptionResult(page, baseUrl, token, report);
   }
 
-  report.tokenInStorage = await page.evaluate(
-    (token) => JSON.stringify(Object.entries(window.localStorage)).includes(token),
-    token,
-  );
-  // A new visit starts from the placeholder again: the token was not kept anywhere.
+  // GraphiQL writes some of its state a moment after it changes (debounced): read what
+  // the page stored once it has stopped changing, and again after a reload (which also
+  // writes what an unloading page saves).
+  const before = await settledStorage(page);
+  // A new visit starts from the placeholder and the default query again: neither the
+  // token nor what was typed was kept anywhere.
   await page.reload();
   await page.waitForSelector(RUN_BUTTON, { timeout: WAIT_MS });
+  report.queryAfterReload = await editorText(page, QUERY_EDITOR);
   await page.getByRole('button', { name: 'Headers', exact: true }).click();
-  report.headersAfterReload = await editorText(page, HEADERS_EDITOR);
+  report.headersAfterReload = await editorText(page, TOOL_EDITOR);
+  const after = await settledStorage(page);
+  report.storage = before.storage + '\n' + after.storage;
+  report.storedKeys = [...new Set([...before.storedKeys, ...after.storedKeys])];
+}
+
+// What the page has stored, once it has stayed the same for STORAGE_QUIET_MS.
+async function settledStorage(page) {
+  const deadline = Date.now() + WAIT_MS;
+  let last = await storageOf(page);
+  let quietSince = Date.now();
+  while (Date.now() - quietSince < STORAGE_QUIET_MS && Date.now() < deadline) {
+    await page.waitForTimeout(100);
+    const now = await storageOf(page);
+    if (now.storage !== last.storage) {
+      last = now;
+      quietSince = Date.now();
+    }
+  }
+  return last;
+}
+
+// Everything the page's origin keeps in the browser, as one text (`storage`), and the
+// names it keeps it under (`storedKeys`).
+async function storageOf(page) {
+  return page.evaluate(async () => {
+    const dump = {
+      localStorage: Object.entries(window.localStorage),
+      sessionStorage: Object.entries(window.sessionStorage),
+      cookies: document.cookie,
+      indexedDB: {},
+      caches: {},
+    };
+    for (const { name } of await indexedDB.databases()) {
+      const db = await new Promise((resolve, reject) => {
+        const request = indexedDB.open(name);
+        request.onsuccess = () => resolve(request.result);
+        request.onerror = () => reject(request.error);
+      });
+      const stores = {};
+      for (const store of db.objectStoreNames) {
+        stores[store] = await new Promise((resolve, reject) => {
+          const request = db.transaction(store).objectStore(store).getAll();
+          request.onsuccess = () => resolve(request.result);
+          request.onerror = () => reject(request.error);
+        });
+      }
+      db.close();
+      dump.indexedDB[name] = stores;
+    }
+    for (const name of await caches.keys()) {
+      const cache = await caches.open(name);
+      const entries = [];
+      for (const request of await cache.keys()) {
+        const response = await cache.match(request);
+        entries.push([request.url, response ? await response.text() : null]);
+      }
+      dump.caches[name] = entries;
+    }
+    const storedKeys = [
+      ...dump.localStorage.map(([key]) => `localStorage:${key}`),
+      ...dump.sessionStorage.map(([key]) => `sessionStorage:${key}`),
+      ...Object.keys(dump.indexedDB).map((name) => `indexedDB:${name}`),
+      ...Object.keys(dump.caches).map((name) => `caches:${name}`),
+      ...(dump.cookies ? ['cookies'] : []),
+    ];
+    return { storage: JSON.stringify(dump), storedKeys };
+  });
+}
+
+// The files under `dir` that hold any of `kept`'s texts, as "<what>: <relative path>".
+function filesHolding(dir, kept) {
+  const hits = [];
+  const walk = (current) => {
+    for (const entry of fs.readdirSync(current, { withFileTypes: true })) {
+      const full = path.join(current, entry.name);
+      if (entry.isDirectory()) {
+        walk(full);
+      } else if (entry.isFile()) {
+        const bytes = fs.readFileSync(full);
+        for (const [what, text] of kept) {
+          // Chromium keeps some strings as UTF-16 (LevelDB values, session state).
+          if (bytes.includes(Buffer.from(text, 'utf8')) || bytes.includes(Buffer.from(text, 'utf16le'))) {
+            hits.push(`${what}: ${path.relative(dir, full)}`);
+          }
+        }
+      }
+    }
+  };
+  walk(dir);
+  return hits;
 }
 
 function operationName(query) {

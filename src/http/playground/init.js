@@ -27,67 +27,63 @@
     '',
   ].join('\n');
 
-  // `shouldPersistHeaders: false` keeps the Headers tab out of localStorage, but GraphiQL
-  // 4.1.2's history still stores each run's headers (`graphiql:queries`). Headers carry
-  // tokens: everything GraphiQL stores passes through here and loses its headers first.
+  // Nothing GraphiQL keeps (tabs with their query text, variables, headers and responses;
+  // history; favourites) outlives the page: queries and variables may carry values, and
+  // headers carry tokens. Its storage is this in-memory map, never localStorage: a
+  // reload starts again from the default tab.
+  var kept = new Map();
   var storage = {
     getItem: function (key) {
-      return window.localStorage.getItem(key);
+      return kept.has(key) ? kept.get(key) : null;
     },
     setItem: function (key, value) {
-      if (key === 'graphiql:headers') return;
-      window.localStorage.setItem(key, withoutHeaders(value));
+      kept.set(key, String(value));
     },
     removeItem: function (key) {
-      window.localStorage.removeItem(key);
+      kept.delete(key);
     },
     clear: function () {
-      graphiqlKeys().forEach(function (key) {
-        window.localStorage.removeItem(key);
-      });
+      kept.clear();
     },
     get length() {
-      return graphiqlKeys().length;
+      return kept.size;
     },
   };
 
-  ReactDOM.createRoot(document.getElementById('graphiql')).render(
+  // The browser itself keeps what form controls hold in its session history, to refill
+  // them on Back or after a restart, and it writes that to disk (Chromium's Sessions
+  // files). The editors type through hidden textareas, so that would keep queries,
+  // variables and the pasted token. A control with autocomplete off is not kept: every
+  // one of the page's gets it, as GraphiQL adds them.
+  function keepOut(node) {
+    if (node.nodeType !== 1) return;
+    var controls = node.matches('textarea, input') ? [node] : [];
+    node.querySelectorAll('textarea, input').forEach(function (control) {
+      controls.push(control);
+    });
+    controls.forEach(function (control) {
+      control.setAttribute('autocomplete', 'off');
+    });
+  }
+  var root = document.getElementById('graphiql');
+  new MutationObserver(function (changes) {
+    changes.forEach(function (change) {
+      change.addedNodes.forEach(keepOut);
+    });
+  }).observe(root, { childList: true, subtree: true });
+
+  ReactDOM.createRoot(root).render(
     React.createElement(GraphiQL, {
       fetcher: fetcher,
       // `headers` fills the open tab on every load; `defaultHeaders` fills new tabs.
       headers: headers,
       defaultHeaders: headers,
       defaultQuery: query,
-      // Tokens are credentials: never written to localStorage.
+      // Tokens are credentials: not even kept in the in-memory storage.
       shouldPersistHeaders: false,
       showPersistHeadersSettings: false,
       storage: storage,
       defaultEditorToolsVisibility: 'headers',
     })
   );
-
-  function graphiqlKeys() {
-    return Object.keys(window.localStorage).filter(function (key) {
-      return key.indexOf('graphiql:') === 0;
-    });
-  }
-
-  // `value` with every `headers` field (tabs, history, favourites) set to null; a value
-  // that is not JSON is stored as it is.
-  function withoutHeaders(value) {
-    var parsed;
-    try {
-      parsed = JSON.parse(value);
-    } catch (_) {
-      return value;
-    }
-    (function scrub(node) {
-      if (node === null || typeof node !== 'object') return;
-      Object.keys(node).forEach(function (key) {
-        if (key === 'headers') node[key] = null;
-        else scrub(node[key]);
-      });
-    })(parsed);
-    return JSON.stringify(parsed);
-  }
 })();

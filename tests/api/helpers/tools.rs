@@ -1,6 +1,8 @@
 //! Tools the tests drive that a fresh machine lacks, installed on first use under the target
 //! directory: moto's KMS emulator (a Python virtualenv) and the Node packages in
 //! `tests/node/` (the GraphQL-over-HTTP audit, a browser driver), pinned by their lock file.
+//! The browser itself is Debian's `chromium` (no browser download works here), installed
+//! with `apt-get` when it is missing and the tests run as root, as in CI.
 //!
 //! Concurrent test processes (nextest) serialize an install on a file lock, and a tool is
 //! built in a staging directory and renamed into place, so a half-finished install is
@@ -84,6 +86,63 @@ pub fn node_script(script: &str) -> Command {
         .env("NODE_PATH", modules)
         .env("NO_COLOR", "1");
     command
+}
+
+/// Where Chromium's executable is (`CHROMIUM`, else Debian's `/usr/bin/chromium`),
+/// installing Debian's package first when it is missing and the tests run as root. Any
+/// other machine stops here with the one command to run.
+pub fn chromium() -> PathBuf {
+    static CHROMIUM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let chromium = CHROMIUM.get_or_init(|| {
+        if let Some(path) = std::env::var_os("CHROMIUM") {
+            let path = PathBuf::from(path);
+            return if path.exists() {
+                Ok(path)
+            } else {
+                Err(format!(
+                    "CHROMIUM names {}, which does not exist",
+                    path.display()
+                ))
+            };
+        }
+        let path = PathBuf::from("/usr/bin/chromium");
+        if path.exists() {
+            return Ok(path);
+        }
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        fs::create_dir_all(root).map_err(io("create", root))?;
+        let lock_path = root.join("chromium.lock");
+        let lock = File::create(&lock_path).map_err(io("create", &lock_path))?;
+        lock.lock().map_err(io("lock", &lock_path))?;
+        if path.exists() {
+            return Ok(path); // another test process installed it meanwhile
+        }
+        let uid = Command::new("id").arg("-u").output();
+        if !uid.is_ok_and(|out| out.stdout.trim_ascii() == b"0") {
+            return Err("Chromium is not installed and the tests are not running as root".into());
+        }
+        let started = Instant::now();
+        let apt = |args: &[&str]| {
+            run(
+                Command::new("apt-get")
+                    .args(args)
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+                &format!("apt-get {}", args.join(" ")),
+            )
+        };
+        apt(&["update"])?;
+        apt(&["install", "-y", "--no-install-recommends", "chromium"])?;
+        eprintln!("installed Debian's chromium in {:.0?}", started.elapsed());
+        Ok(path)
+    });
+    match chromium {
+        Ok(path) => path.clone(),
+        Err(message) => panic!(
+            "{message}.\nThe browser tests drive Debian's Chromium; install it with\n    \
+             sudo apt-get update && sudo apt-get install -y chromium\n\
+             (or set CHROMIUM to a Chromium executable)"
+        ),
+    }
 }
 
 /// Installs a tool into `<target>/tmp/<name>` with `build` (given a staging directory)
