@@ -11,6 +11,7 @@ pub mod organization;
 pub mod principal;
 pub mod resource;
 pub mod resource_reference;
+pub mod runtime_binding;
 pub mod secret;
 pub mod secret_usage;
 pub mod secret_version;

@@ -20,11 +20,40 @@ pub use values::{
     Description, PrincipalName, ReferenceField, ResourceName, SecretName, SecretValue,
 };
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A principal's role (DESIGN §3, §9). ADMIN, MEMBER and VIEWER are for people and
+/// service accounts; RUNTIME (a pipeline's runtime: its own resources' pinned values) and
+/// INSPECTOR (integration services: every read but values) for service accounts only.
+/// What each may do is [`Role::allows`]; guards name a [`Permission`], never a role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
     Viewer,
     Member,
     Admin,
+    Runtime,
+    Inspector,
+}
+
+/// What a field needs. Fields are guarded by these, so that a role's powers are listed in
+/// one place ([`Role::allows`]) rather than spread over field guards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Permission {
+    /// `viewer`: who the caller is.
+    Identify,
+    /// Resources with their references and deployments. A RUNTIME principal sees only the
+    /// resources bound to it (the resolvers filter).
+    ReadResources,
+    /// Everything an admin may read except values: secrets' metadata and versions,
+    /// dependents, usage, the audit log, principals and tokens' metadata, secret events.
+    Inspect,
+    /// Values (`secretValue`).
+    Reveal,
+    /// A resource's pinned values (`resourceSecrets`). A RUNTIME principal only for the
+    /// resources bound to it (the resolver checks).
+    FetchPinned,
+    /// Changing resources and deploying them (protected resources: admins only).
+    EditResources,
+    /// Changing secrets, access, principals and tokens.
+    Administer,
 }
 
 impl Role {
@@ -33,19 +62,31 @@ impl Role {
             Self::Admin => "ADMIN",
             Self::Member => "MEMBER",
             Self::Viewer => "VIEWER",
+            Self::Runtime => "RUNTIME",
+            Self::Inspector => "INSPECTOR",
         }
     }
 
-    /// Whether a principal of this role may hold a subscription connection. Every
-    /// subscription field is guarded for ADMIN (`graphql/events.rs`), so anyone else is
-    /// refused at `connection_init` rather than acknowledged and then refused field by
-    /// field. The one place to change when a role gains or loses subscriptions; no
-    /// wildcard arm, so a new role cannot compile without a decision here.
-    pub fn may_subscribe(self) -> bool {
+    /// Whether this role grants `permission`: the whole access model in one match.
+    pub fn allows(self, permission: Permission) -> bool {
+        use Permission as P;
         match self {
             Self::Admin => true,
-            Self::Member | Self::Viewer => false,
+            Self::Member => matches!(
+                permission,
+                P::Identify | P::ReadResources | P::EditResources
+            ),
+            Self::Viewer => matches!(permission, P::Identify | P::ReadResources),
+            Self::Inspector => matches!(permission, P::Identify | P::ReadResources | P::Inspect),
+            Self::Runtime => matches!(permission, P::Identify | P::ReadResources | P::FetchPinned),
         }
+    }
+
+    /// Whether a principal of this role may hold a subscription connection: every
+    /// subscription field needs [`Permission::Inspect`], so anyone else is refused at
+    /// `connection_init` rather than acknowledged and then refused field by field.
+    pub fn may_subscribe(self) -> bool {
+        self.allows(Permission::Inspect)
     }
 
     pub fn parse(stored: &str) -> crate::Result<Self> {
@@ -53,6 +94,8 @@ impl Role {
             "ADMIN" => Ok(Self::Admin),
             "MEMBER" => Ok(Self::Member),
             "VIEWER" => Ok(Self::Viewer),
+            "RUNTIME" => Ok(Self::Runtime),
+            "INSPECTOR" => Ok(Self::Inspector),
             other => Err(crate::Error::Internal(format!(
                 "unknown stored role {other:?}"
             ))),

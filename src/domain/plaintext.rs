@@ -172,7 +172,9 @@ impl Plaintext<'_> {
         // One snapshot: a redeploy and a prune committing meanwhile cannot take a pinned
         // version away between reading the pins and reading the versions.
         let snapshot = db::begin_snapshot(self.db).await?;
-        let row = resources::find(&snapshot, org_id, id)
+        // A RUNTIME principal fetches only what is bound to it; another resource reads
+        // exactly like one that does not exist.
+        let row = resources::find_visible(&snapshot, resources::Visible::to(&actor.principal), id)
             .await?
             .ok_or_else(|| Error::not_found("resource"))?;
         let deployment = dependents::current_deployments(&snapshot, &[row.id])

@@ -3,15 +3,21 @@
 //! [`super::dependents`] for what that tells about each secret).
 use std::collections::{HashMap, HashSet};
 
-use entity::{deployment, deployment_pin, resource, resource_reference, secret};
+use entity::{
+    deployment, deployment_pin, principal, resource, resource_reference, runtime_binding, secret,
+};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QuerySelect, sea_query::Expr,
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{Expr, OnConflict, Query},
 };
 use uuid::Uuid;
 
 use super::{
-    Actor, Description, Natural, Page, PageRequest, ReferenceField, ResourceName, SecretName,
+    Actor, Description, Natural, Page, PageRequest, Principal, PrincipalKind, ReferenceField,
+    ResourceName, Role, SecretName,
     audit::{self, Event, Target},
     dependents::{self, Dependent, DependentState, DeploymentState},
     events::Notice,
@@ -82,24 +88,193 @@ async fn find_existing<C: ConnectionTrait>(
         .ok_or_else(|| Error::not_found("resource"))
 }
 
-fn filtered(org_id: Uuid, kind: Option<ResourceKind>) -> sea_orm::Select<resource::Entity> {
-    let query = resource::Entity::find().filter(resource::Column::OrgId.eq(org_id));
+/// The resources a principal may see (DESIGN §9): its organization's, and for a RUNTIME
+/// principal only those bound to it. Every read of resources on behalf of a caller goes
+/// through this, so an unbound resource reads exactly like one that does not exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Visible {
+    org_id: Uuid,
+    bound_to: Option<Uuid>,
+}
+
+impl Visible {
+    pub fn to(principal: &Principal) -> Self {
+        Self {
+            org_id: principal.org_id,
+            bound_to: (principal.role == Role::Runtime).then_some(principal.id),
+        }
+    }
+
+    fn select(self) -> sea_orm::Select<resource::Entity> {
+        let query = resource::Entity::find().filter(resource::Column::OrgId.eq(self.org_id));
+        match self.bound_to {
+            None => query,
+            Some(principal_id) => query.filter(
+                resource::Column::Id.in_subquery(
+                    Query::select()
+                        .column(runtime_binding::Column::ResourceId)
+                        .from(runtime_binding::Entity)
+                        .and_where(runtime_binding::Column::PrincipalId.eq(principal_id))
+                        .to_owned(),
+                ),
+            ),
+        }
+    }
+}
+
+/// A resource by id, if `visible` includes it.
+pub async fn find_visible<C: ConnectionTrait>(
+    conn: &C,
+    visible: Visible,
+    id: Uuid,
+) -> Result<Option<resource::Model>> {
+    Ok(visible
+        .select()
+        .filter(resource::Column::Id.eq(id))
+        .one(conn)
+        .await?)
+}
+
+fn filtered(visible: Visible, kind: Option<ResourceKind>) -> sea_orm::Select<resource::Entity> {
+    let query = visible.select();
     match kind {
         Some(kind) => query.filter(resource::Column::Kind.eq(kind.as_str())),
         None => query,
     }
 }
 
+/// Binds a RUNTIME service account to a resource: it may see the resource and fetch the
+/// values its active deployment pins. Binding twice changes nothing. Audited.
+pub async fn bind_runtime(
+    db: &Db,
+    actor: &Actor,
+    resource_id: Uuid,
+    principal_id: Uuid,
+) -> Result<resource::Model> {
+    let org_id = actor.org_id();
+    let txn = db::begin_write(db).await?;
+    let row = find_existing(&txn, org_id, resource_id).await?;
+    let account = runtime_account(&txn, org_id, principal_id).await?;
+    let binding = runtime_binding::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        org_id: Set(org_id),
+        resource_id: Set(row.id),
+        principal_id: Set(account.id),
+        created_at: Set(now()),
+        created_by: Set(Some(actor.principal.id)),
+    };
+    // The unique index decides between racing binds: the second is a no-op.
+    let inserted = runtime_binding::Entity::insert(binding)
+        .on_conflict(
+            OnConflict::columns([
+                runtime_binding::Column::ResourceId,
+                runtime_binding::Column::PrincipalId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(&txn)
+        .await?;
+    if inserted > 0 {
+        let event = Event::allowed("resource.bind_runtime", Target::resource(row.id, &row.name))
+            .with_detail(serde_json::json!({
+                "principalId": account.id,
+                "principalName": account.name,
+            }));
+        audit::record(&txn, actor, event).await?;
+    }
+    txn.commit().await?;
+    Ok(row)
+}
+
+/// Removes a RUNTIME service account's binding to a resource: from the next request on it
+/// neither sees the resource nor fetches its values. Unbinding what is not bound changes
+/// nothing. Audited.
+pub async fn unbind_runtime(
+    db: &Db,
+    actor: &Actor,
+    resource_id: Uuid,
+    principal_id: Uuid,
+) -> Result<resource::Model> {
+    let org_id = actor.org_id();
+    let txn = db::begin_write(db).await?;
+    let row = find_existing(&txn, org_id, resource_id).await?;
+    let removed = runtime_binding::Entity::delete_many()
+        .filter(runtime_binding::Column::OrgId.eq(org_id))
+        .filter(runtime_binding::Column::ResourceId.eq(row.id))
+        .filter(runtime_binding::Column::PrincipalId.eq(principal_id))
+        .exec(&txn)
+        .await?;
+    if removed.rows_affected > 0 {
+        let event = Event::allowed(
+            "resource.unbind_runtime",
+            Target::resource(row.id, &row.name),
+        )
+        .with_detail(serde_json::json!({ "principalId": principal_id }));
+        audit::record(&txn, actor, event).await?;
+    }
+    txn.commit().await?;
+    Ok(row)
+}
+
+/// The principal `principal_id` of the organization, which must be a RUNTIME service
+/// account.
+async fn runtime_account<C: ConnectionTrait>(
+    conn: &C,
+    org_id: Uuid,
+    principal_id: Uuid,
+) -> Result<principal::Model> {
+    let account = principal::Entity::find_by_id(principal_id)
+        .filter(principal::Column::OrgId.eq(org_id))
+        .one(conn)
+        .await?
+        .ok_or_else(|| Error::not_found("principal"))?;
+    let runtime = account.kind == PrincipalKind::ServiceAccount.as_str()
+        && account.role == Role::Runtime.as_str();
+    if !runtime {
+        return Err(Error::bad_input(format!(
+            "principal {} is not a RUNTIME service account: only those can be bound to a \
+             resource (create one with createServiceAccount, role RUNTIME)",
+            account.name
+        )));
+    }
+    Ok(account)
+}
+
+/// The RUNTIME principals bound to each of several resources (batched loading), oldest
+/// binding first.
+pub async fn runtime_principals_of<C: ConnectionTrait>(
+    conn: &C,
+    resource_ids: &[Uuid],
+) -> Result<HashMap<Uuid, Vec<principal::Model>>> {
+    let rows = runtime_binding::Entity::find()
+        .filter(runtime_binding::Column::ResourceId.is_in(resource_ids.iter().copied()))
+        .find_also_related(principal::Entity)
+        .order_by_asc(runtime_binding::Column::CreatedAt)
+        .all(conn)
+        .await?;
+    let mut bound: HashMap<Uuid, Vec<principal::Model>> = HashMap::new();
+    for (binding, principal) in rows {
+        if let Some(principal) = principal {
+            bound
+                .entry(binding.resource_id)
+                .or_default()
+                .push(principal);
+        }
+    }
+    Ok(bound)
+}
+
 /// A page of the organization's resources, oldest first; the cursor is the id.
 pub async fn list<C: ConnectionTrait>(
     conn: &C,
-    org_id: Uuid,
+    visible: Visible,
     kind: Option<ResourceKind>,
     page: &PageRequest<Uuid>,
 ) -> Result<Page<resource::Model>> {
     page.fetch(
         conn,
-        filtered(org_id, kind),
+        filtered(visible, kind),
         resource::Column::Id,
         Natural::Ascending,
     )
@@ -108,10 +283,10 @@ pub async fn list<C: ConnectionTrait>(
 
 pub async fn count<C: ConnectionTrait>(
     conn: &C,
-    org_id: Uuid,
+    visible: Visible,
     kind: Option<ResourceKind>,
 ) -> Result<u64> {
-    Ok(filtered(org_id, kind).count(conn).await?)
+    Ok(filtered(visible, kind).count(conn).await?)
 }
 
 /// The references of several resources (batched loading).

@@ -14,7 +14,7 @@ use super::{
     paging::{TotalCount, page_complexity, paged, to_connection},
 };
 use crate::domain::{
-    Role,
+    Permission,
     audit::{self as service, Filter},
 };
 
@@ -29,7 +29,7 @@ pub enum AuditOutcome {
 /// Who did what to which object, and whether it was allowed. Never holds a value.
 pub struct AuditEvent(audit_event::Model);
 
-#[Object(guard = "RoleGuard::new(Role::Admin)")]
+#[Object(guard = "RoleGuard::new(Permission::Inspect)")]
 impl AuditEvent {
     async fn id(&self) -> ID {
         ids::encode(ids::AUDIT_EVENT, self.0.id)
@@ -100,7 +100,7 @@ pub struct AuditQuery;
 impl AuditQuery {
     /// The organization's audit events, newest first.
     #[graphql(
-        guard = "RoleGuard::new(Role::Admin)",
+        guard = "RoleGuard::new(Permission::Inspect)",
         complexity = "page_complexity(first, None, child_complexity)"
     )]
     async fn audit_events(

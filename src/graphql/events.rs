@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     domain::{
-        Role, SecretName, dependents,
+        Permission, SecretName, dependents,
         events::{self, Change, Notice},
         resources,
     },
@@ -91,7 +91,7 @@ pub struct SubscriptionRoot;
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
     /// Changes to the organization's secrets, or to those named, in commit order.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Inspect)")]
     async fn secret_events(
         &self,
         ctx: &Context<'_>,
@@ -131,7 +131,7 @@ impl SubscriptionRoot {
 
     /// Dependents whose state changed: of one secret, of one resource, or all of the
     /// organization's.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Inspect)")]
     async fn dependent_events(
         &self,
         ctx: &Context<'_>,

@@ -7,7 +7,7 @@ use async_graphql::{Context, ErrorExtensions, Guard, ID};
 use super::{AppData, Auth, RequestCtx, ids};
 use crate::{
     Error,
-    domain::{Actor, Role},
+    domain::{Actor, Permission},
 };
 
 /// The fields a guard refused during one HTTP request (a batch shares one), with how many
@@ -31,16 +31,17 @@ impl Denials {
     }
 }
 
-/// Passes principals whose role is at least `min`. A refusal of an authenticated
-/// principal is recorded in the request's [`Denials`], which the HTTP layer writes to the
-/// audit log (outcome `DENIED`, action = the field name) once the request is done.
+/// Passes principals whose role grants `needs` ([`crate::domain::Role::allows`]). A refusal of an
+/// authenticated principal is recorded in the request's [`Denials`], which the HTTP layer
+/// writes to the audit log (outcome `DENIED`, action = the field name) once the request
+/// is done.
 pub struct RoleGuard {
-    min: Role,
+    needs: Permission,
 }
 
 impl RoleGuard {
-    pub fn new(min: Role) -> Self {
-        Self { min }
+    pub fn new(needs: Permission) -> Self {
+        Self { needs }
     }
 }
 
@@ -51,7 +52,7 @@ impl Guard for RoleGuard {
             Auth::Principal(p) => p,
             Auth::Anonymous | Auth::Invalid => return Err(Error::Unauthenticated.extend()),
         };
-        if principal.role >= self.min {
+        if principal.role.allows(self.needs) {
             return Ok(());
         }
         request.denials.record(ctx.item.node.name.node.as_str());
@@ -59,20 +60,21 @@ impl Guard for RoleGuard {
     }
 }
 
-/// `node(id:)`: a secret's id needs an admin, like every path to a secret; any other id
-/// needs an authenticated principal. Decided from the id alone, before any lookup.
+/// `node(id:)`: a secret's id needs what every path to a secret needs ([`Permission::Inspect`]);
+/// any other id what reading resources needs. Decided from the id alone, before any
+/// lookup.
 pub struct NodeGuard {
     inner: RoleGuard,
 }
 
 impl NodeGuard {
     pub fn for_id(id: &ID) -> Self {
-        let min = match ids::decode(id) {
-            Some((kind, _)) if kind == ids::SECRET => Role::Admin,
-            _ => Role::Viewer,
+        let needs = match ids::decode(id) {
+            Some((kind, _)) if kind == ids::SECRET => Permission::Inspect,
+            _ => Permission::ReadResources,
         };
         Self {
-            inner: RoleGuard::new(min),
+            inner: RoleGuard::new(needs),
         }
     }
 }

@@ -22,6 +22,12 @@ pub enum Role {
     Admin,
     Member,
     Viewer,
+    /// A pipeline's runtime (service accounts only): the resources bound to it and their
+    /// pinned values, nothing else.
+    Runtime,
+    /// An integration service (service accounts only): every read an admin may make
+    /// except values; no change.
+    Inspector,
 }
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -150,14 +156,14 @@ pub struct IdentityQuery;
 #[Object]
 impl IdentityQuery {
     /// The caller: any authenticated principal.
-    #[graphql(guard = "RoleGuard::new(domain::Role::Viewer)")]
+    #[graphql(guard = "RoleGuard::new(domain::Permission::Identify)")]
     async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Viewer> {
         Ok(Viewer(actor(ctx)?.principal))
     }
 
     /// The organization's users and service accounts, oldest first. ADMIN only.
     #[graphql(
-        guard = "RoleGuard::new(domain::Role::Admin)",
+        guard = "RoleGuard::new(domain::Permission::Inspect)",
         complexity = "page_complexity(first, None, child_complexity)"
     )]
     async fn principals(
@@ -182,7 +188,7 @@ impl IdentityQuery {
     /// The organization's API tokens (metadata only; revoked and expired ones included),
     /// newest first, optionally of one principal. ADMIN only.
     #[graphql(
-        guard = "RoleGuard::new(domain::Role::Admin)",
+        guard = "RoleGuard::new(domain::Permission::Inspect)",
         complexity = "page_complexity(first, None, child_complexity)"
     )]
     async fn api_tokens(
@@ -254,7 +260,7 @@ pub struct IdentityMutation;
 #[Object]
 impl IdentityMutation {
     /// Creates a service account and its first token. ADMIN only.
-    #[graphql(guard = "RoleGuard::new(domain::Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(domain::Permission::Administer)")]
     async fn create_service_account(
         &self,
         ctx: &Context<'_>,
@@ -272,7 +278,7 @@ impl IdentityMutation {
     }
 
     /// Issues another token for a principal. ADMIN only.
-    #[graphql(guard = "RoleGuard::new(domain::Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(domain::Permission::Administer)")]
     async fn create_api_token(
         &self,
         ctx: &Context<'_>,
@@ -296,7 +302,7 @@ impl IdentityMutation {
     }
 
     /// Revokes a token at once. ADMIN only; revoking twice is harmless.
-    #[graphql(guard = "RoleGuard::new(domain::Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(domain::Permission::Administer)")]
     async fn revoke_api_token(
         &self,
         ctx: &Context<'_>,

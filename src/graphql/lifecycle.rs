@@ -7,7 +7,7 @@ use super::{
     ids,
     secrets::{Secret, UpdateSecretPayload, parse_name},
 };
-use crate::domain::{Description, Role, lifecycle};
+use crate::domain::{Description, Permission, lifecycle};
 
 #[derive(InputObject)]
 pub struct DisableSecretInput {
@@ -48,7 +48,7 @@ impl LifecycleMutation {
     /// Disables a secret, as a scream test before deleting it: `secretValue`,
     /// `resourceSecrets` and deploys that need it are refused with `SECRET_DISABLED`
     /// (audited) until it is enabled; updates still work.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Administer)")]
     async fn disable_secret(
         &self,
         ctx: &Context<'_>,
@@ -64,7 +64,7 @@ impl LifecycleMutation {
     }
 
     /// Enables a disabled secret.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Administer)")]
     async fn enable_secret(
         &self,
         ctx: &Context<'_>,
@@ -80,7 +80,7 @@ impl LifecycleMutation {
 
     /// Brings a deleted secret back, with every version, before its purge. Deployments its
     /// forced delete failed stay `FAILED` until redeployed.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Administer)")]
     async fn restore_secret(
         &self,
         ctx: &Context<'_>,
@@ -96,7 +96,7 @@ impl LifecycleMutation {
 
     /// Purges a deleted secret now: every version and wrapped data key is destroyed, and
     /// the name is free again.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Administer)")]
     async fn purge_secret(
         &self,
         ctx: &Context<'_>,
@@ -114,7 +114,7 @@ impl LifecycleMutation {
 
     /// Makes a new version with the value of an earlier, retained one (under a fresh data
     /// key). Answers like `updateSecret`.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Administer)")]
     async fn rollback_secret(
         &self,
         ctx: &Context<'_>,

@@ -102,6 +102,29 @@ impl Loader<ReferencesOf> for DbLoader {
     }
 }
 
+/// Key: a resource, for the RUNTIME principals bound to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RuntimePrincipalsOf(pub Uuid);
+
+impl Loader<RuntimePrincipalsOf> for DbLoader {
+    type Value = Vec<entity::principal::Model>;
+    type Error = Arc<crate::Error>;
+
+    async fn load(
+        &self,
+        keys: &[RuntimePrincipalsOf],
+    ) -> Result<HashMap<RuntimePrincipalsOf, Self::Value>, Self::Error> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let bound = resources::runtime_principals_of(&self.db, &ids)
+            .await
+            .map_err(Arc::new)?;
+        Ok(bound
+            .into_iter()
+            .map(|(resource_id, principals)| (RuntimePrincipalsOf(resource_id), principals))
+            .collect())
+    }
+}
+
 /// Key: a resource, for its current deployment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CurrentDeployment(pub Uuid);

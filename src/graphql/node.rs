@@ -1,5 +1,6 @@
 //! Relay's `node(id:)`. Its guard decides from the id's kind, before any lookup, so a
-//! secret's id needs an admin here exactly as on every other path.
+//! secret's id needs exactly what every other path to a secret needs, and a resource's id
+//! finds only the resources the caller may see (a RUNTIME principal: those bound to it).
 use async_graphql::{Context, ID, Interface, Object, ResultExt};
 
 use super::{
@@ -8,7 +9,10 @@ use super::{
     resources::Resource,
     secrets::Secret,
 };
-use crate::domain::{resources as resource_service, secrets as secret_service};
+use crate::domain::{
+    resources::{self as resource_service, Visible},
+    secrets as secret_service,
+};
 
 // One per `node(id:)` answer, never stored in bulk: boxing the larger variant would buy
 // nothing.
@@ -28,7 +32,8 @@ impl NodeQuery {
     /// Any object by its global id; null if it does not exist in your organization.
     #[graphql(guard = "NodeGuard::for_id(&id)")]
     async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Node>> {
-        let org_id = actor(ctx)?.org_id();
+        let principal = actor(ctx)?.principal;
+        let org_id = principal.org_id;
         let Some((kind, uuid)) = ids::decode(&id) else {
             return Ok(None);
         };
@@ -38,7 +43,7 @@ impl NodeQuery {
                 .await
                 .extend()?
                 .map(|s| Node::Secret(s.into())),
-            ids::RESOURCE => resource_service::find(db, org_id, uuid)
+            ids::RESOURCE => resource_service::find_visible(db, Visible::to(&principal), uuid)
                 .await
                 .extend()?
                 .map(|r| Node::Resource(Resource(r))),

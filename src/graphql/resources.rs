@@ -1,6 +1,8 @@
 //! Resources (pipelines and integrations), deployments and dependents. Every role may
-//! read resources and members may change them; anything that reaches a secret — a
-//! reference's `secret`, `dependents`, `resourceSecrets` — is ADMIN-only.
+//! read resources (a RUNTIME principal: those bound to it) and members may change them;
+//! anything that reaches a secret — a reference's `secret`, `dependents` — needs
+//! `Permission::Inspect` (admins and inspectors), and `resourceSecrets`, which serves
+//! values, admins and the RUNTIME principals bound to the resource.
 use async_graphql::{
     ComplexObject, Context, Enum, ID, InputObject, Object, ResultExt, SimpleObject,
     connection::{Connection, OpaqueCursor},
@@ -13,12 +15,14 @@ use super::{
     guard::{RoleGuard, actor, app},
     identity::{Principal, load_principal},
     ids,
-    loaders::{CurrentDeployment, PinsOf, ReferencesOf, SecretNamed, UsageOf, load},
+    loaders::{
+        CurrentDeployment, PinsOf, ReferencesOf, RuntimePrincipalsOf, SecretNamed, UsageOf, load,
+    },
     paging::{TotalCount, page_complexity, paged, to_connection},
     secrets::Secret,
 };
 use crate::domain::{
-    Description, ReferenceField, ResourceName, Role, SecretName,
+    Description, Permission, ReferenceField, ResourceName, SecretName,
     dependents::{self, DependentState as State, DeploymentState as Deployed},
     redeploy,
     resources::{self as service, NewReference, ResourceSpec},
@@ -102,6 +106,18 @@ impl Resource {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+
+    /// The RUNTIME service accounts bound to it (`bindRuntime`): they may see it and fetch
+    /// the values its active deployment pins. Oldest binding first.
+    #[graphql(guard = "RoleGuard::new(Permission::Inspect)")]
+    async fn runtime_principals(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Principal>> {
+        let bound = load(ctx, RuntimePrincipalsOf(self.0.id)).await?;
+        Ok(bound
+            .unwrap_or_default()
+            .into_iter()
+            .map(Principal)
+            .collect())
+    }
 }
 
 /// A reference from a resource to a secret, at a field of its configuration.
@@ -119,7 +135,7 @@ impl SecretReference {
 
     /// The secret itself, if it exists. ADMIN only: for other roles this field alone
     /// errors with FORBIDDEN.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Inspect)")]
     async fn secret(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Secret>> {
         let key = SecretNamed {
             org_id: actor(ctx)?.org_id(),
@@ -191,7 +207,7 @@ impl PinnedSecret {
 /// A resource that references a secret, and whether it runs the current version.
 // ADMIN only on the type itself, as `Secret`: no field that returns one can leak it.
 #[derive(SimpleObject)]
-#[graphql(complex, guard = "RoleGuard::new(Role::Admin)")]
+#[graphql(complex, guard = "RoleGuard::new(Permission::Inspect)")]
 pub struct Dependent {
     #[graphql(skip)]
     inner: dependents::Dependent,
@@ -202,7 +218,7 @@ pub struct Dependent {
     deployed_at: Option<DateTime<Utc>>,
 }
 
-#[ComplexObject(guard = "RoleGuard::new(Role::Admin)")]
+#[ComplexObject(guard = "RoleGuard::new(Permission::Inspect)")]
 impl Dependent {
     async fn resource(&self) -> Resource {
         Resource(self.inner.resource.clone())
@@ -281,7 +297,7 @@ pub fn dependents(list: Vec<dependents::Dependent>) -> Vec<Dependent> {
 
 /// A value served to a resource's runtime, from the version its deployment pins.
 #[derive(SimpleObject)]
-#[graphql(guard = "RoleGuard::new(Role::Admin)")]
+#[graphql(guard = "RoleGuard::new(Permission::FetchPinned)")]
 pub struct ResolvedSecret {
     name: String,
     field: String,
@@ -293,19 +309,24 @@ fn resource_id(id: &ID) -> async_graphql::Result<Uuid> {
     ids::decode_as(id, ids::RESOURCE).extend()
 }
 
+fn binding_ids(input: &RuntimeBindingInput) -> async_graphql::Result<(Uuid, Uuid)> {
+    let principal_id = ids::decode_as(&input.principal_id, ids::PRINCIPAL).extend()?;
+    Ok((resource_id(&input.resource_id)?, principal_id))
+}
+
 #[derive(Default)]
 pub struct ResourceQuery;
 
 #[Object]
 impl ResourceQuery {
     /// A resource by id; null if it does not exist in your organization.
-    #[graphql(guard = "RoleGuard::new(Role::Viewer)")]
+    #[graphql(guard = "RoleGuard::new(Permission::ReadResources)")]
     async fn resource(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Option<Resource>> {
-        let org_id = actor(ctx)?.org_id();
+        let visible = service::Visible::to(&actor(ctx)?.principal);
         let Ok(uuid) = resource_id(&id) else {
             return Ok(None);
         };
-        let found = service::find(app(ctx)?.db.read(), org_id, uuid)
+        let found = service::find_visible(app(ctx)?.db.read(), visible, uuid)
             .await
             .extend()?;
         Ok(found.map(Resource))
@@ -313,7 +334,7 @@ impl ResourceQuery {
 
     /// The organization's resources, oldest first, optionally of one kind.
     #[graphql(
-        guard = "RoleGuard::new(Role::Viewer)",
+        guard = "RoleGuard::new(Permission::ReadResources)",
         complexity = "page_complexity(first, None, child_complexity)"
     )]
     async fn resources(
@@ -323,20 +344,20 @@ impl ResourceQuery {
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<OpaqueCursor<Uuid>, Resource, TotalCount>> {
-        let org_id = actor(ctx)?.org_id();
+        let visible = service::Visible::to(&actor(ctx)?.principal);
         let db = app(ctx)?.db.read();
         let kind = kind.map(Into::into);
         paged(after, None, first, None, |page| async move {
-            let resources = service::list(db, org_id, kind, &page).await?;
+            let resources = service::list(db, visible, kind, &page).await?;
             let count =
-                TotalCount::new(move |db| async move { service::count(&db, org_id, kind).await });
+                TotalCount::new(move |db| async move { service::count(&db, visible, kind).await });
             Ok(to_connection(resources, |r| r.id, Resource, count))
         })
         .await
     }
 
     /// Who references `secretName`, and whether each runs its current version.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Inspect)")]
     async fn dependents(
         &self,
         ctx: &Context<'_>,
@@ -352,7 +373,7 @@ impl ResourceQuery {
 
     /// The values pinned by the resource's active deployment (not the current versions),
     /// for its runtime. Every call is audited with the deployment it served.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::FetchPinned)")]
     async fn resource_secrets(
         &self,
         ctx: &Context<'_>,
@@ -428,7 +449,7 @@ pub struct ResourceMutation;
 impl ResourceMutation {
     /// Creates the resource `kind`+`name`, or replaces its description and references.
     /// Its deployments keep what they were deployed with.
-    #[graphql(guard = "RoleGuard::new(Role::Member)")]
+    #[graphql(guard = "RoleGuard::new(Permission::EditResources)")]
     async fn upsert_resource(
         &self,
         ctx: &Context<'_>,
@@ -467,7 +488,7 @@ impl ResourceMutation {
     /// Pins the current version of every referenced secret in a new deployment that
     /// replaces the previous one. Fails with MISSING_SECRETS, changing nothing, if a
     /// referenced secret does not exist. Reveals no value.
-    #[graphql(guard = "RoleGuard::new(Role::Member)")]
+    #[graphql(guard = "RoleGuard::new(Permission::EditResources)")]
     async fn deploy_resource(
         &self,
         ctx: &Context<'_>,
@@ -483,7 +504,7 @@ impl ResourceMutation {
     }
 
     /// Deletes a resource with its references and deployments.
-    #[graphql(guard = "RoleGuard::new(Role::Member)")]
+    #[graphql(guard = "RoleGuard::new(Permission::EditResources)")]
     async fn delete_resource(
         &self,
         ctx: &Context<'_>,
@@ -497,12 +518,49 @@ impl ResourceMutation {
         })
     }
 
+    /// Binds a RUNTIME service account to a resource: it may then see the resource and
+    /// fetch the values its active deployment pins (`resourceSecrets`), and nothing else.
+    /// Binding twice changes nothing. BAD_USER_INPUT for a principal that is not a RUNTIME
+    /// service account.
+    #[graphql(guard = "RoleGuard::new(Permission::Administer)")]
+    async fn bind_runtime(
+        &self,
+        ctx: &Context<'_>,
+        input: RuntimeBindingInput,
+    ) -> async_graphql::Result<RuntimeBindingPayload> {
+        let (resource_id, principal_id) = binding_ids(&input)?;
+        let row = service::bind_runtime(&app(ctx)?.db, &actor(ctx)?, resource_id, principal_id)
+            .await
+            .extend()?;
+        Ok(RuntimeBindingPayload {
+            resource: Resource(row),
+        })
+    }
+
+    /// Removes a binding made by `bindRuntime`: from the next request on, the account
+    /// neither sees the resource nor fetches its values. Unbinding what is not bound
+    /// changes nothing.
+    #[graphql(guard = "RoleGuard::new(Permission::Administer)")]
+    async fn unbind_runtime(
+        &self,
+        ctx: &Context<'_>,
+        input: RuntimeBindingInput,
+    ) -> async_graphql::Result<RuntimeBindingPayload> {
+        let (resource_id, principal_id) = binding_ids(&input)?;
+        let row = service::unbind_runtime(&app(ctx)?.db, &actor(ctx)?, resource_id, principal_id)
+            .await
+            .extend()?;
+        Ok(RuntimeBindingPayload {
+            resource: Resource(row),
+        })
+    }
+
     /// Deploys every resource whose dependent state for `secretName` is STALE, each in its
     /// own transaction, one after the other: one that cannot deploy is listed in `failed`
     /// and changes nothing; one that stopped being stale meanwhile is skipped. NOT_FOUND if
     /// the secret does not exist; SECRET_DISABLED, trying nothing, if it is disabled.
     /// Audited as one `secret.redeploy_stale` event, besides each deploy's own.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Administer)")]
     async fn redeploy_stale(
         &self,
         ctx: &Context<'_>,
@@ -530,6 +588,18 @@ impl ResourceMutation {
                 .collect(),
         })
     }
+}
+
+#[derive(InputObject)]
+pub struct RuntimeBindingInput {
+    resource_id: ID,
+    /// A service account of role RUNTIME.
+    principal_id: ID,
+}
+
+#[derive(SimpleObject)]
+pub struct RuntimeBindingPayload {
+    resource: Resource,
 }
 
 #[derive(InputObject)]

@@ -1,5 +1,6 @@
-//! Secrets: every field is ADMIN-only, by a guard on the field and on the `Secret` type
-//! itself, so no path (`node(id:)`, a nested field) reaches a secret without one.
+//! Secrets: every field needs `Permission::Inspect` (admins and inspectors), by a guard on
+//! the field and on the `Secret` type itself, so no path (`node(id:)`, a nested field)
+//! reaches a secret without one; values (`secretValue`) and every change need an admin.
 use async_graphql::{
     ComplexObject, Context, Enum, ID, InputObject, MaybeUndefined, Object, ResultExt, SimpleObject,
     connection::{Connection, OpaqueCursor},
@@ -16,7 +17,7 @@ use super::{
     resources::{Dependent, dependents},
 };
 use crate::domain::{
-    Description, Page, PageRequest, Role, SecretName, SecretValue, dependents,
+    Description, Page, PageRequest, Permission, SecretName, SecretValue, dependents,
     secrets::{self as service, ListFilter, NewSecret, SecretUpdate, check_rotation_period},
 };
 
@@ -34,7 +35,7 @@ pub enum SecretState {
 
 /// A named secret. Its value is only ever returned by `secretValue`.
 #[derive(SimpleObject)]
-#[graphql(complex, guard = "RoleGuard::new(Role::Admin)")]
+#[graphql(complex, guard = "RoleGuard::new(Permission::Inspect)")]
 pub struct Secret {
     #[graphql(skip)]
     pub(super) row: secret::Model,
@@ -58,7 +59,7 @@ impl From<secret::Model> for Secret {
     }
 }
 
-#[ComplexObject(guard = "RoleGuard::new(Role::Admin)")]
+#[ComplexObject(guard = "RoleGuard::new(Permission::Inspect)")]
 impl Secret {
     pub async fn id(&self) -> ID {
         ids::encode(ids::SECRET, self.row.id)
@@ -158,7 +159,7 @@ impl Secret {
 /// One retained version of a secret (metadata only).
 pub struct SecretVersion(secret_version::Model);
 
-#[Object(guard = "RoleGuard::new(Role::Admin)")]
+#[Object(guard = "RoleGuard::new(Permission::Inspect)")]
 impl SecretVersion {
     async fn version(&self) -> i32 {
         self.0.version
@@ -180,7 +181,7 @@ impl SecretVersion {
 
 /// A revealed value. No `id`, so client caches do not keep values keyed by object.
 #[derive(SimpleObject)]
-#[graphql(name = "SecretValue", guard = "RoleGuard::new(Role::Admin)")]
+#[graphql(name = "SecretValue", guard = "RoleGuard::new(Permission::Reveal)")]
 pub struct SecretValueResult {
     name: String,
     version: i32,
@@ -209,7 +210,7 @@ pub struct SecretQuery;
 #[Object]
 impl SecretQuery {
     /// A secret by name (case-insensitive); null if there is none.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Inspect)")]
     async fn secret(
         &self,
         ctx: &Context<'_>,
@@ -225,7 +226,7 @@ impl SecretQuery {
 
     /// The organization's secrets ordered by name. Pages hold at most 100.
     #[graphql(
-        guard = "RoleGuard::new(Role::Admin)",
+        guard = "RoleGuard::new(Permission::Inspect)",
         complexity = "page_complexity(first, last, child_complexity)"
     )]
     async fn secrets(
@@ -279,7 +280,7 @@ impl SecretQuery {
     }
 
     /// Decrypts a value: the current version, or `version`. Every call is audited.
-    #[graphql(name = "secretValue", guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(name = "secretValue", guard = "RoleGuard::new(Permission::Reveal)")]
     async fn secret_value(
         &self,
         ctx: &Context<'_>,
@@ -390,7 +391,7 @@ pub struct SecretMutation;
 #[Object]
 impl SecretMutation {
     /// Creates a secret (version 1).
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Administer)")]
     async fn create_secret(
         &self,
         ctx: &Context<'_>,
@@ -417,7 +418,7 @@ impl SecretMutation {
     }
 
     /// Changes a secret's value (a new version) and/or description.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Administer)")]
     async fn update_secret(
         &self,
         ctx: &Context<'_>,
@@ -458,7 +459,7 @@ impl SecretMutation {
     /// Deletes a secret: it becomes `DELETED` (values unreadable, name reserved) and is
     /// purged — every version's wrapped data key destroyed — when its recovery window
     /// ends, unless restored first. A window of 0 purges at once.
-    #[graphql(guard = "RoleGuard::new(Role::Admin)")]
+    #[graphql(guard = "RoleGuard::new(Permission::Administer)")]
     async fn delete_secret(
         &self,
         ctx: &Context<'_>,

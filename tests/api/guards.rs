@@ -1,7 +1,8 @@
-//! Guard coverage: proves, from the schema itself, that no field lets a MEMBER or a VIEWER
-//! reach a secret, a value, a dependent list or the audit log (DESIGN.md §3: "no path —
-//! `node(id:)`, a nested field, a reference's `secret` — reaches a secret without passing
-//! that guard").
+//! Guard coverage: proves, from the schema itself, that no field lets a MEMBER, a VIEWER or
+//! a RUNTIME account reach a secret, a value, a dependent list or the audit log (DESIGN.md
+//! §3: "no path — `node(id:)`, a nested field, a reference's `secret` — reaches a secret
+//! without passing that guard"; §9 for RUNTIME), and that an INSPECTOR reads all of it
+//! but values and changes nothing.
 //!
 //! A hand-written list of fields to check would silently miss the next field someone
 //! adds, so the test reads the schema by introspection and probes all of it:
@@ -23,6 +24,13 @@
 //!    - The admin's answers carry no error, and across all operations every sensitive
 //!      position holds data in at least one of them: the probes really reach every guarded
 //!      field, so the checks below cannot pass vacuously.
+//!    - RUNTIME and INSPECTOR accounts are probed too. The RUNTIME account is bound to the
+//!      guarded pipeline, so what it may see (that pipeline) leads the probes into the
+//!      guarded fields below it; its `resourceSecrets` answer must be the admin's (its own
+//!      pipeline's values), and everything else is checked like the member's. The
+//!      INSPECTOR's answers to queries that reach no value must hold data wherever the
+//!      admin's did, with no error; queries that reach a value (`secretValue`,
+//!      `resourceSecrets`) and every mutation are checked like the member's.
 //!    - The member's and viewer's answers hold nothing at any sensitive position (`null`,
 //!      or absent under a `null` ancestor); every error is `FORBIDDEN`; wherever the
 //!      admin's answer had data at a sensitive position, a `FORBIDDEN` error sits *at
@@ -69,6 +77,10 @@ const SENSITIVE_TYPES: [&str; 6] = [
     "AuditEvent",
 ];
 
+/// The sensitive types that carry values: refused to an INSPECTOR, and to a RUNTIME
+/// principal but from `resourceSecrets` of the resource bound to it.
+const VALUE_TYPES: [&str; 2] = ["SecretValue", "ResolvedSecret"];
+
 /// `first:` wherever a field takes one: enough to see data, small enough to stay fast.
 const PAGE_SIZE: i64 = 3;
 
@@ -92,6 +104,8 @@ const REFERENCE_FIELD: &str = "sink.key";
 const REDEPLOY_SECRET: &str = "REDEPLOY_SECRET";
 const NEVER_CREATED: &str = "NEVER_CREATED";
 
+const BIND_RUNTIME: &str = "mutation($input: RuntimeBindingInput!) {
+    bindRuntime(input: $input) { resource { id } } }";
 const UPSERT_RESOURCE: &str = "mutation($input: UpsertResourceInput!) {
     upsertResource(input: $input) { resource { id } } }";
 const DEPLOY_RESOURCE: &str = "mutation($id: ID!) {
@@ -130,20 +144,33 @@ async fn every_sensitive_field_refuses_members_and_viewers(store: Store) {
         }
         admin_saw_a_value |= response.to_string().contains(&fixture.issued.value_marker);
 
-        for role in [Role::Member, Role::Viewer] {
+        for role in [Role::Member, Role::Viewer, Role::Runtime, Role::Inspector] {
             let variables = fixture.variables(&schema, operation, role);
-            let response = app
+            let answer = app
                 .gql(Some(fixture.token(role)), &operation.document, variables)
                 .await;
+            let marker = &fixture.issued.value_marker;
+            let found = match role {
+                // Its own pipeline's pinned values, exactly as the admin gets them.
+                Role::Runtime if operation.root == "resourceSecrets" => {
+                    if answer == response {
+                        Vec::new()
+                    } else {
+                        vec![format!(
+                            "the bound pipeline's values differ from the admin's: {}",
+                            brief(&answer)
+                        )]
+                    }
+                }
+                Role::Inspector if !operation.reaches_values() && !operation.is_mutation() => {
+                    inspection_failures(operation, &answer, &with_data, marker)
+                }
+                _ => refusal_failures(operation, &answer, &with_data, marker),
+            };
             failures.extend(
-                refusal_failures(
-                    operation,
-                    &response,
-                    &with_data,
-                    &fixture.issued.value_marker,
-                )
-                .into_iter()
-                .map(|failure| format!("{} as {role:?}: {failure}", operation.label)),
+                found
+                    .into_iter()
+                    .map(|failure| format!("{} as {role:?}: {failure}", operation.label)),
             );
         }
     }
@@ -171,7 +198,7 @@ async fn every_sensitive_field_refuses_members_and_viewers(store: Store) {
         failures.join("\n")
     );
     println!(
-        "guard coverage: {} operations × 3 roles, {} sensitive positions, all refused",
+        "guard coverage: {} operations × 5 roles, {} sensitive positions, all guarded",
         operations.len(),
         reached.len()
     );
@@ -185,13 +212,7 @@ fn refusal_failures(
     admin_data: &BTreeMap<&str, &Position>,
     value_marker: &str,
 ) -> Vec<String> {
-    let mut failures = Vec::new();
-    if response.to_string().contains(value_marker) {
-        failures.push(format!(
-            "a secret value is in the response: {}",
-            brief(response)
-        ));
-    }
+    let mut failures: Vec<String> = value_leak(response, value_marker).into_iter().collect();
     let errors = response["errors"]
         .as_array()
         .map(Vec::as_slice)
@@ -228,6 +249,40 @@ fn refusal_failures(
                 position.key,
                 position.path.join("/"),
                 brief(&response["errors"])
+            ));
+        }
+    }
+    failures
+}
+
+/// A failure if `response` carries a fixture value.
+fn value_leak(response: &Value, value_marker: &str) -> Option<String> {
+    response
+        .to_string()
+        .contains(value_marker)
+        .then(|| format!("a secret value is in the response: {}", brief(response)))
+}
+
+/// What is wrong with an INSPECTOR's `response` to a read that reaches no value: it must
+/// read everything the admin read (`admin_data`), with no error and no value.
+fn inspection_failures(
+    operation: &Operation,
+    response: &Value,
+    admin_data: &BTreeMap<&str, &Position>,
+    value_marker: &str,
+) -> Vec<String> {
+    let mut failures: Vec<String> = value_leak(response, value_marker).into_iter().collect();
+    if let Some(errors) = response.get("errors") {
+        failures.push(format!("a read refused or failed: {}", brief(errors)));
+    }
+    let seen = match response["data"].is_object() {
+        true => operation.positions_with_data(&response["data"]),
+        false => BTreeMap::new(),
+    };
+    for key in admin_data.keys() {
+        if !seen.contains_key(key) {
+            failures.push(format!(
+                "{key}: the admin's answer had data here, this none"
             ));
         }
     }
@@ -312,6 +367,8 @@ struct Position {
     key: String,
     /// The response path without list indices: `["node", "versions", "nodes"]`.
     path: Vec<String>,
+    /// The type found there: `SecretConnection`, `Secret`...
+    on: String,
 }
 
 /// A selected field with everything selected below it.
@@ -506,6 +563,17 @@ impl Operation {
         with_data
     }
 
+    /// Whether a position of the operation is of a type that carries values.
+    fn reaches_values(&self) -> bool {
+        self.positions()
+            .iter()
+            .any(|position| VALUE_TYPES.contains(&position.on.as_str()))
+    }
+
+    fn is_mutation(&self) -> bool {
+        self.label.starts_with("mutation")
+    }
+
     /// The root field's answer in a response's `data`.
     fn root_answer<'v>(&self, data: &'v Value) -> &'v Value {
         data.get(&self.root).unwrap_or(&Value::Null)
@@ -587,6 +655,7 @@ impl<'s> Generator<'s> {
             sensitive.then(|| Position {
                 key: key.clone(),
                 path: path.clone(),
+                on: named.to_owned(),
             })
         };
         let (position, below) = match ty.kind {
@@ -613,6 +682,7 @@ impl<'s> Generator<'s> {
                         let position = self.sensitive.contains(on).then(|| Position {
                             key,
                             path: path.clone(),
+                            on: on.to_owned(),
                         });
                         Some(Fragment {
                             on: on.to_owned(),
@@ -703,16 +773,26 @@ enum Role {
     Admin,
     Member,
     Viewer,
+    Runtime,
+    Inspector,
 }
 
 impl Role {
-    const ALL: [Role; 3] = [Role::Admin, Role::Member, Role::Viewer];
+    const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Member,
+        Role::Viewer,
+        Role::Runtime,
+        Role::Inspector,
+    ];
 
     fn word(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::Member => "member",
             Role::Viewer => "viewer",
+            Role::Runtime => "runtime",
+            Role::Inspector => "inspector",
         }
     }
 }
@@ -847,6 +927,8 @@ struct Fixture {
     guarded_secret_id: String,
     pipeline_id: String,
     member_id: String,
+    /// The RUNTIME account, bound to the guarded pipeline.
+    runtime_id: String,
     roles: BTreeMap<Role, RoleTargets>,
 }
 
@@ -886,12 +968,20 @@ impl Fixture {
 
         let member = app.create_service_account("MEMBER").await;
         let viewer = app.create_service_account("VIEWER").await;
+        let inspector = app.create_service_account("INSPECTOR").await;
+        // The runtime of the guarded pipeline: it may see that pipeline and fetch its
+        // pinned values, and nothing else.
+        let runtime = app.create_service_account("RUNTIME").await;
+        let input = json!({ "input": { "resourceId": pipeline_id, "principalId": runtime.id } });
+        data(&app.admin(BIND_RUNTIME, input).await);
         let mut roles = BTreeMap::new();
         for role in Role::ALL {
             let token = match role {
                 Role::Admin => app.admin_token.clone(),
                 Role::Member => member.token.clone(),
                 Role::Viewer => viewer.token.clone(),
+                Role::Runtime => runtime.token.clone(),
+                Role::Inspector => inspector.token.clone(),
             };
             let name = format!("DOOMED_{}", role.word().to_uppercase());
             let doomed = app.create_secret(&name, &issued.value()).await;
@@ -957,6 +1047,7 @@ impl Fixture {
             guarded_secret_id: text(&secret["id"]),
             pipeline_id,
             member_id: member.id,
+            runtime_id: runtime.id,
             roles,
         }
     }
@@ -1095,6 +1186,8 @@ impl Fixture {
             (Kind::Resource, Purpose::Doomed) => targets.doomed_resource.id.clone(),
             (Kind::Resource, _) => self.pipeline_id.clone(),
             (Kind::Principal, Purpose::Doomed) => return None,
+            // Only a RUNTIME account can be bound to a resource.
+            (Kind::Principal, _) if site.root.contains("Runtime") => self.runtime_id.clone(),
             (Kind::Principal, _) => self.member_id.clone(),
             (Kind::ApiToken, Purpose::Doomed) => targets.doomed_token_id.clone(),
             (Kind::ApiToken, _) => return None,

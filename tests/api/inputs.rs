@@ -68,6 +68,7 @@ const TABLES: &[&str] = &[
     "deployment_pins",
     "secret_usage",
     "event_outbox",
+    "runtime_bindings",
 ];
 
 /// Refused in every position but a secret value: C0 (NUL, its neighbour, ESC, the last

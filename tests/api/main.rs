@@ -6,6 +6,7 @@ mod helpers;
 mod moto;
 
 mod abuse;
+mod access;
 mod apq;
 mod auth;
 mod browser;
