@@ -13,5 +13,6 @@ pub mod resource;
 pub mod resource_reference;
 pub mod runtime_binding;
 pub mod secret;
+pub mod secret_allowed_resource;
 pub mod secret_usage;
 pub mod secret_version;

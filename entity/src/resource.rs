@@ -15,6 +15,8 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub created_by: Option<Uuid>,
     pub updated_by: Option<Uuid>,
+    /// Only admins change, deploy or delete a protected resource.
+    pub protected: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

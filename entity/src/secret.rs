@@ -31,6 +31,9 @@ pub struct Model {
     pub rotation_notified_at: Option<DateTimeUtc>,
     /// The latest reveal or fetch of a value (coalesced, see `domain::usage`).
     pub last_accessed_at: Option<DateTimeUtc>,
+    /// `ALL_RESOURCES`, or `SELECTED_RESOURCES`: only those in `secret_allowed_resources`
+    /// may be deployed with it.
+    pub access: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -10,7 +10,7 @@ mod m20261128_000003_one_current_deployment;
 mod m20261129_000004_name_key_collation;
 mod m20261130_000005_lifecycle;
 mod m20261203_000006_event_outbox;
-mod m20261203_000007_runtime_bindings;
+mod m20261203_000007_least_privilege;
 
 pub struct Migrator;
 
@@ -24,7 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_name_key_collation::Migration),
             Box::new(m20261130_000005_lifecycle::Migration),
             Box::new(m20261203_000006_event_outbox::Migration),
-            Box::new(m20261203_000007_runtime_bindings::Migration),
+            Box::new(m20261203_000007_least_privilege::Migration),
         ]
     }
 }

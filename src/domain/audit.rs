@@ -108,6 +108,13 @@ impl Event {
         }
     }
 
+    pub fn denied(action: &'static str, target: Target) -> Self {
+        Self {
+            outcome: Outcome::Denied,
+            ..Self::allowed(action, target)
+        }
+    }
+
     pub fn with_detail(mut self, detail: serde_json::Value) -> Self {
         self.detail = Some(detail);
         self

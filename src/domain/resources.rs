@@ -16,8 +16,8 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    Actor, Description, Natural, Page, PageRequest, Principal, PrincipalKind, ReferenceField,
-    ResourceName, Role, SecretName,
+    Actor, Description, Natural, Page, PageRequest, Permission, Principal, PrincipalKind,
+    ReferenceField, ResourceName, Role, SecretName,
     audit::{self, Event, Target},
     dependents::{self, Dependent, DependentState, DeploymentState},
     events::Notice,
@@ -141,6 +141,78 @@ fn filtered(visible: Visible, kind: Option<ResourceKind>) -> sea_orm::Select<res
         Some(kind) => query.filter(resource::Column::Kind.eq(kind.as_str())),
         None => query,
     }
+}
+
+/// The resource `id` of the organization, locked until the transaction ends (PostgreSQL;
+/// SQLite's writer holds the whole database).
+async fn locked<C: ConnectionTrait>(conn: &C, org_id: Uuid, id: Uuid) -> Result<resource::Model> {
+    resource::Entity::find_by_id(id)
+        .filter(resource::Column::OrgId.eq(org_id))
+        .lock_exclusive()
+        .one(conn)
+        .await?
+        .ok_or_else(|| Error::not_found("resource"))
+}
+
+/// Refuses a change of a protected resource (its references or description, a deploy, a
+/// delete) by anyone but an admin. Checked on the row the writing transaction has locked,
+/// so a change cannot slip in between `setResourceProtected` and its commit.
+fn may_change(actor: &Actor, row: &resource::Model) -> Result<()> {
+    if row.protected && !actor.principal.role.allows(Permission::Administer) {
+        return Err(Error::Protected(row.name.clone()));
+    }
+    Ok(())
+}
+
+/// Audits a refused change of `row` (outcome `DENIED`) after its transaction rolled back;
+/// returns the refusal. A failure to audit is logged: the refusal stands either way.
+async fn refuse(
+    db: &Db,
+    actor: &Actor,
+    action: &'static str,
+    row: &resource::Model,
+    refused: Error,
+) -> Error {
+    let event = Event::denied(action, Target::resource(row.id, &row.name))
+        .with_detail(serde_json::json!({ "reason": "protected" }));
+    if let Err(e) = audit::record(db.write(), actor, event).await {
+        tracing::error!(error = %e, "could not audit a refused change of a protected resource");
+    }
+    refused
+}
+
+/// Protects a resource (only admins change, deploy or delete it) or lifts that. Setting
+/// what is already set changes nothing. Audited.
+pub async fn set_protected(
+    db: &Db,
+    actor: &Actor,
+    id: Uuid,
+    protected: bool,
+) -> Result<resource::Model> {
+    let txn = db::begin_write(db).await?;
+    let row = locked(&txn, actor.org_id(), id).await?;
+    if row.protected == protected {
+        txn.rollback().await?;
+        return Ok(row);
+    }
+    resource::Entity::update_many()
+        .col_expr(resource::Column::Protected, Expr::value(protected))
+        .filter(resource::Column::Id.eq(row.id))
+        .exec(&txn)
+        .await?;
+    let action = if protected {
+        "resource.protect"
+    } else {
+        "resource.unprotect"
+    };
+    audit::record(
+        &txn,
+        actor,
+        Event::allowed(action, Target::resource(row.id, &row.name)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(resource::Model { protected, ..row })
 }
 
 /// Binds a RUNTIME service account to a resource: it may see the resource and fetch the
@@ -346,6 +418,10 @@ async fn upsert_once(
         .await?;
     let row = match existing {
         Some(row) => {
+            if let Err(refused) = may_change(actor, &row) {
+                txn.rollback().await?;
+                return Err(refuse(db, actor, "resource.upsert", &row, refused).await);
+            }
             resource::Entity::update_many()
                 .col_expr(
                     resource::Column::Description,
@@ -381,6 +457,7 @@ async fn upsert_once(
                 updated_at: Set(at),
                 created_by: Set(Some(actor.principal.id)),
                 updated_by: Set(Some(actor.principal.id)),
+                protected: Set(false),
             }
             .insert(&txn)
             .await;
@@ -421,8 +498,12 @@ async fn upsert_once(
 
 /// Deletes a resource with its references and deployments.
 pub async fn delete(db: &Db, actor: &Actor, id: Uuid) -> Result<resource::Model> {
-    let row = find_existing(db.read(), actor.org_id(), id).await?;
     let txn = db::begin_write(db).await?;
+    let row = locked(&txn, actor.org_id(), id).await?;
+    if let Err(refused) = may_change(actor, &row) {
+        txn.rollback().await?;
+        return Err(refuse(db, actor, "resource.delete", &row, refused).await);
+    }
     let deleted = resource::Entity::delete_many()
         .filter(resource::Column::Id.eq(row.id))
         .exec(&txn)
@@ -474,12 +555,11 @@ pub async fn deploy_if_stale_on(
 ) -> Result<Option<Deployed>> {
     let org_id = actor.org_id();
     let txn = db::begin_write(db).await?;
-    let row = resource::Entity::find_by_id(id)
-        .filter(resource::Column::OrgId.eq(org_id))
-        .lock_exclusive()
-        .one(&txn)
-        .await?
-        .ok_or_else(|| Error::not_found("resource"))?;
+    let row = locked(&txn, org_id, id).await?;
+    if let Err(refused) = may_change(actor, &row) {
+        txn.rollback().await?;
+        return Err(refuse(db, actor, "resource.deploy", &row, refused).await);
+    }
     let references = references_of(&txn, &[row.id]).await?;
     let keys: Vec<String> = unique(references.iter().map(|r| r.secret_name_key.clone()));
     let current: HashMap<String, secret::Model> = secrets::lock_for_pinning(&txn, org_id, &keys)

@@ -214,6 +214,7 @@ pub async fn create(
         rotation_due_at: Set(rotation_due(at, new.rotation_period_days)),
         rotation_notified_at: Set(None),
         last_accessed_at: Set(None),
+        access: Set("ALL_RESOURCES".to_owned()),
     }
     .insert(&txn)
     .await;

@@ -81,6 +81,11 @@ impl Resource {
         self.0.description.as_deref()
     }
 
+    /// Only admins change, deploy or delete a protected resource (`setResourceProtected`).
+    async fn protected(&self) -> bool {
+        self.0.protected
+    }
+
     /// The secrets it references, by name. A name may not exist (yet).
     async fn references(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<SecretReference>> {
         let references = load(ctx, ReferencesOf(self.0.id))
@@ -518,6 +523,23 @@ impl ResourceMutation {
         })
     }
 
+    /// Protects a resource: from then on only admins change its references or description,
+    /// deploy it or delete it; members get FORBIDDEN and nothing changes. Or lifts that.
+    #[graphql(guard = "RoleGuard::new(Permission::Administer)")]
+    async fn set_resource_protected(
+        &self,
+        ctx: &Context<'_>,
+        input: SetResourceProtectedInput,
+    ) -> async_graphql::Result<SetResourceProtectedPayload> {
+        let id = resource_id(&input.resource_id)?;
+        let row = service::set_protected(&app(ctx)?.db, &actor(ctx)?, id, input.protected)
+            .await
+            .extend()?;
+        Ok(SetResourceProtectedPayload {
+            resource: Resource(row),
+        })
+    }
+
     /// Binds a RUNTIME service account to a resource: it may then see the resource and
     /// fetch the values its active deployment pins (`resourceSecrets`), and nothing else.
     /// Binding twice changes nothing. BAD_USER_INPUT for a principal that is not a RUNTIME
@@ -588,6 +610,17 @@ impl ResourceMutation {
                 .collect(),
         })
     }
+}
+
+#[derive(InputObject)]
+pub struct SetResourceProtectedInput {
+    resource_id: ID,
+    protected: bool,
+}
+
+#[derive(SimpleObject)]
+pub struct SetResourceProtectedPayload {
+    resource: Resource,
 }
 
 #[derive(InputObject)]

@@ -13,7 +13,19 @@ both_stores!(
     a_runtime_sees_and_fetches_only_what_is_bound_to_it,
     racing_binds_make_one_binding,
     an_inspector_reads_everything_but_values_and_changes_nothing,
+    a_protected_resource_is_changed_only_by_admins,
+    protecting_races_a_members_change,
 );
+
+const PROTECT: &str = "mutation($id: ID!, $protected: Boolean!) {
+    setResourceProtected(input: { resourceId: $id, protected: $protected }) {
+        resource { name protected } } }";
+const DEPLOY: &str = "mutation($id: ID!) { deployResource(input: { id: $id }) {
+    deployment { id } } }";
+const DELETE_RESOURCE: &str = "mutation($id: ID!) { deleteResource(input: { id: $id }) {
+    deletedResourceId } }";
+const STATE: &str = "query($id: ID!) { resource(id: $id) {
+    name description protected references { secretName field } activeDeployment { id } } }";
 
 const BIND: &str = "mutation($resourceId: ID!, $principalId: ID!) {
     bindRuntime(input: { resourceId: $resourceId, principalId: $principalId }) {
@@ -240,4 +252,133 @@ async fn an_inspector_reads_everything_but_values_and_changes_nothing(store: Sto
         2,
         "nothing was created"
     );
+}
+
+fn upsert_vars(name: &str, description: &str, references: &[(&str, &str)]) -> Value {
+    let mut input = resource_input("PIPELINE", name, references);
+    input["description"] = json!(description);
+    json!({ "input": input })
+}
+
+/// Protected, a pipeline's references, description, deployment and existence are the
+/// admins' alone: a member's upsert, deploy and delete are each FORBIDDEN (saying why),
+/// audited as DENIED, and change nothing, while the member's other resources are theirs
+/// as before; once unprotected, the member deploys it again.
+async fn a_protected_resource_is_changed_only_by_admins(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let (etl, _) = two_pipelines(&app).await;
+    let member = app.create_service_account("MEMBER").await;
+    let as_member = |query: &'static str, variables: Value| {
+        let (api, token) = (app.api.clone(), member.token.clone());
+        async move { api.gql(Some(&token), query, variables).await }
+    };
+    for _ in 0..2 {
+        let protected = app
+            .admin(PROTECT, json!({ "id": etl, "protected": true }))
+            .await;
+        assert_eq!(
+            data(&protected)["setResourceProtected"]["resource"],
+            json!({ "name": "etl", "protected": true })
+        );
+    }
+    assert_eq!(
+        audited(&app, "resource.protect").await.len(),
+        1,
+        "set twice, changed once"
+    );
+    let refused = as_member(PROTECT, json!({ "id": etl, "protected": false })).await;
+    assert_code(&refused, "FORBIDDEN");
+
+    let before = app.admin(STATE, json!({ "id": etl })).await;
+    let hijack = upsert_vars(
+        "etl",
+        "pointed elsewhere",
+        &[("BILLING_KEY", "db.password")],
+    );
+    for (query, variables) in [
+        (UPSERT_RESOURCE, hijack.clone()),
+        (DEPLOY, json!({ "id": etl })),
+        (DELETE_RESOURCE, json!({ "id": etl })),
+    ] {
+        let refused = as_member(query, variables).await;
+        assert_code(&refused, "FORBIDDEN");
+        let message = refused["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("etl is protected"), "{message}");
+    }
+    assert_eq!(
+        app.admin(STATE, json!({ "id": etl })).await,
+        before,
+        "nothing changed"
+    );
+    for action in ["resource.upsert", "resource.deploy", "resource.delete"] {
+        let denied: Vec<Value> = audited(&app, action)
+            .await
+            .into_iter()
+            .filter(|event| event["detail"]["reason"] == "protected")
+            .collect();
+        assert_eq!(denied.len(), 1, "{action} refused and audited once");
+    }
+
+    // The member's own resources are unaffected.
+    let own = as_member(UPSERT_RESOURCE, upsert_vars("member-own", "mine", &[])).await;
+    assert!(data(&own)["upsertResource"]["resource"]["id"].is_string());
+    // Admins change it as before.
+    data(&app.admin(UPSERT_RESOURCE, hijack).await);
+    data(&app.admin(DEPLOY, json!({ "id": etl })).await);
+    // Unprotected, it is the members' again.
+    data(
+        &app.admin(PROTECT, json!({ "id": etl, "protected": false }))
+            .await,
+    );
+    assert_eq!(audited(&app, "resource.unprotect").await.len(), 1);
+    data(&as_member(DEPLOY, json!({ "id": etl })).await);
+}
+
+/// Protecting a pipeline while a member changes it, ten times over: the member's change
+/// either lands before the protection (its audit event first) or is refused and changes
+/// nothing, never after it — the check is made on the row the writing transaction locked.
+async fn protecting_races_a_members_change(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let member = app.create_service_account("MEMBER").await;
+    for round in 0..10 {
+        let name = format!("raced-{round}");
+        let created = app
+            .admin(UPSERT_RESOURCE, upsert_vars(&name, "original", &[]))
+            .await;
+        let id = data(&created)["upsertResource"]["resource"]["id"]
+            .as_str()
+            .expect("an id")
+            .to_owned();
+        let protect = {
+            let (api, token) = (app.api.clone(), app.admin_token.clone());
+            let variables = json!({ "id": id, "protected": true });
+            tokio::spawn(async move { api.gql(Some(&token), PROTECT, variables).await })
+        };
+        let change = {
+            let (api, token) = (app.api.clone(), member.token.clone());
+            let variables = upsert_vars(&name, "changed by the member", &[]);
+            tokio::spawn(async move { api.gql(Some(&token), UPSERT_RESOURCE, variables).await })
+        };
+        data(&protect.await.expect("the protect task"));
+        let changed = change.await.expect("the change task");
+        let state = app.admin(STATE, json!({ "id": id })).await;
+        let description = data(&state)["resource"]["description"].clone();
+        if changed.get("errors").is_some() {
+            assert_code(&changed, "FORBIDDEN");
+            assert_eq!(description, "original", "round {round}: refused, unchanged");
+        } else {
+            assert_eq!(description, "changed by the member", "round {round}");
+            let order = app
+                .sql_strings(&format!(
+                    "SELECT action FROM audit_events WHERE target_name = '{name}' \
+                     AND outcome = 'ALLOWED' ORDER BY occurred_at, id"
+                ))
+                .await;
+            assert_eq!(
+                order,
+                ["resource.upsert", "resource.upsert", "resource.protect"],
+                "round {round}: the member's change landed before the protection"
+            );
+        }
+    }
 }

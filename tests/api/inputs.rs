@@ -69,6 +69,7 @@ const TABLES: &[&str] = &[
     "secret_usage",
     "event_outbox",
     "runtime_bindings",
+    "secret_allowed_resources",
 ];
 
 /// Refused in every position but a secret value: C0 (NUL, its neighbour, ESC, the last
