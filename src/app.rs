@@ -247,6 +247,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         db,
         keys,
         version_retention: args.version_retention,
+        default_secret_access: args.default_secret_access,
         recovery_window: args.recovery_window(),
     };
     tokio::spawn(sweep(

@@ -278,6 +278,14 @@ pub struct ServeArgs {
     /// Old versions kept per secret (the newest N, counting the current one).
     #[arg(long, env = "STRONGROOM_VERSION_RETENTION", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub version_retention: u32,
+    /// The access of a new secret: ALL_RESOURCES (every resource may be deployed with it)
+    /// or SELECTED_RESOURCES (none until `setSecretAccess` lists some).
+    #[arg(
+        long,
+        env = "STRONGROOM_DEFAULT_SECRET_ACCESS",
+        default_value = "ALL_RESOURCES"
+    )]
+    pub default_secret_access: crate::domain::access::SecretAccess,
     /// Milliseconds a token lookup is cached (0–1000; 0 turns the cache off). A revoked or
     /// expired token is refused by every replica within this time.
     #[arg(long, env = "STRONGROOM_AUTH_CACHE_MILLIS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=1000))]

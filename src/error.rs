@@ -34,8 +34,10 @@ pub enum Error {
     /// A name held by a deleted secret awaiting its purge; the message says what to do.
     #[error("{0}")]
     NameReserved(String),
-    /// Deploying (or serving) a resource whose referenced secrets do not exist.
-    #[error("these referenced secrets do not exist: {}", .0.join(", "))]
+    /// Deploying (or serving) a resource whose referenced secrets do not exist, or whose
+    /// access does not include the resource: the two read alike, so that someone who may
+    /// not see secrets cannot tell which names exist.
+    #[error("these referenced secrets do not exist or may not be used by this resource: {}", .0.join(", "))]
     MissingSecrets(Vec<String>),
     /// Reading (or deploying with) a disabled secret; names the secrets.
     #[error("disabled secrets cannot be read or deployed until enabled again: {}", .0.join(", "))]

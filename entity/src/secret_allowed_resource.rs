@@ -30,4 +30,16 @@ pub enum Relation {
     Resource,
 }
 
+impl Related<super::resource::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Resource.def()
+    }
+}
+
+impl Related<super::secret::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Secret.def()
+    }
+}
+
 impl ActiveModelBehavior for ActiveModel {}

@@ -12,7 +12,9 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use entity::{deployment, deployment_pin, resource, resource_reference, secret};
+use entity::{
+    deployment, deployment_pin, resource, resource_reference, secret, secret_allowed_resource,
+};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic, Iterable,
     QueryFilter,
@@ -64,6 +66,9 @@ pub enum DependentState {
     /// The current deployment failed because the secret was deleted, or the secret does
     /// not exist.
     Broken,
+    /// The secret's access does not include this resource: a deploy would not pin it
+    /// (shown to those who may inspect; to anyone else it reads like a missing secret).
+    NotAllowed,
 }
 
 impl DependentState {
@@ -73,6 +78,7 @@ impl DependentState {
             Self::Stale => "STALE",
             Self::NotDeployed => "NOT_DEPLOYED",
             Self::Broken => "BROKEN",
+            Self::NotAllowed => "NOT_ALLOWED",
         }
     }
 
@@ -201,11 +207,14 @@ async fn dependents_among<C: ConnectionTrait>(
             id: row.try_get("", "s_id")?,
             version: row.try_get("", "s_current_version")?,
         };
+        let access: Option<String> = row.try_get("", "s_access")?;
+        let listed: Option<Uuid> = row.try_get("", "a_id")?;
+        let allowed = access.as_deref() != Some("SELECTED_RESOURCES") || listed.is_some();
         let deployment_state = deployment
             .as_ref()
             .map(|(state, _)| DeploymentState::parse(state))
             .transpose()?;
-        let state = dependent_state(secret.known(), deployment_state, pin.known());
+        let state = dependent_state(secret.known(), allowed, deployment_state, pin.known());
         let (deployed_version, deployed_at) = match (&deployment, pin.version) {
             (Some((_, at)), Some(version)) => (Some(version), Some(*at)),
             _ => (None, None),
@@ -271,6 +280,17 @@ fn dependents_query(org_id: Uuid, name_keys: &[String]) -> sea_orm::sea_query::S
         .expr_as(
             Expr::col((secret::Entity, secret::Column::CurrentVersion)),
             "s_current_version",
+        )
+        .expr_as(
+            Expr::col((secret::Entity, secret::Column::Access)),
+            "s_access",
+        )
+        .expr_as(
+            Expr::col((
+                secret_allowed_resource::Entity,
+                secret_allowed_resource::Column::Id,
+            )),
+            "a_id",
         );
     for column in resource::Column::iter() {
         let alias = format!("{RESOURCE_PREFIX}{}", column.as_str());
@@ -324,6 +344,25 @@ fn dependents_query(org_id: Uuid, name_keys: &[String]) -> sea_orm::sea_query::S
                 // A deleted secret (awaiting purge) is missing to its dependents: broken.
                 .add(Expr::col((secret::Entity, secret::Column::State)).ne("DELETED")),
         )
+        // Whether the secret lists this resource (what matters with selected access).
+        .left_join(
+            secret_allowed_resource::Entity,
+            Condition::all()
+                .add(
+                    Expr::col((
+                        secret_allowed_resource::Entity,
+                        secret_allowed_resource::Column::SecretId,
+                    ))
+                    .equals((secret::Entity, secret::Column::Id)),
+                )
+                .add(
+                    Expr::col((
+                        secret_allowed_resource::Entity,
+                        secret_allowed_resource::Column::ResourceId,
+                    ))
+                    .equals((resource_reference::Entity, Ref::ResourceId)),
+                ),
+        )
         .and_where(Expr::col((resource_reference::Entity, Ref::OrgId)).eq(org_id))
         .and_where(
             Expr::col((resource_reference::Entity, Ref::SecretNameKey))
@@ -359,15 +398,20 @@ impl Pinned {
     }
 }
 
-/// How a reference stands, from the secret `(id, current version)`, the state of its
-/// resource's current deployment and that deployment's pin `(secret id, version)`.
+/// How a reference stands, from the secret `(id, current version)`, whether its access
+/// allows the resource, the state of the resource's current deployment and that
+/// deployment's pin `(secret id, version)`.
 fn dependent_state(
     secret: Option<(Uuid, i32)>,
+    allowed: bool,
     deployment: Option<DeploymentState>,
     pin: Option<(Uuid, i32)>,
 ) -> DependentState {
     match (secret, deployment, pin) {
         (_, Some(DeploymentState::Failed), _) | (None, _, _) => DependentState::Broken,
+        // Narrowing access never leaves an active pin behind (it is refused, or the
+        // deployment fails): not allowed means not deployable.
+        (Some(_), _, _) if !allowed => DependentState::NotAllowed,
         // The pinned secret was deleted and another one made under its name.
         (Some((id, _)), Some(_), Some((pinned_id, _))) if pinned_id != id => DependentState::Broken,
         (Some((_, current)), Some(_), Some((_, pinned))) if pinned == current => {
@@ -399,12 +443,22 @@ pub async fn fail_deployments_pinned_to<C: ConnectionTrait>(
     at: DateTime<Utc>,
     reason: &str,
 ) -> Result<Vec<Uuid>> {
+    fail_pinned(conn, secret_id, None, at, reason).await
+}
+
+async fn fail_pinned<C: ConnectionTrait>(
+    conn: &C,
+    secret_id: Uuid,
+    resource_ids: Option<&[Uuid]>,
+    at: DateTime<Utc>,
+    reason: &str,
+) -> Result<Vec<Uuid>> {
     let pinned = Query::select()
         .column(deployment_pin::Column::DeploymentId)
         .from(deployment_pin::Entity)
         .and_where(deployment_pin::Column::SecretId.eq(secret_id))
         .to_owned();
-    let failed = deployment::Entity::update_many()
+    let mut failing = deployment::Entity::update_many()
         .col_expr(
             deployment::Column::State,
             Expr::value(DeploymentState::Failed.as_str()),
@@ -415,10 +469,28 @@ pub async fn fail_deployments_pinned_to<C: ConnectionTrait>(
             Expr::value(Some(reason.to_owned())),
         )
         .filter(deployment::Column::State.eq(DeploymentState::Active.as_str()))
-        .filter(deployment::Column::Id.in_subquery(pinned))
-        .exec_with_returning(conn)
-        .await?;
+        .filter(deployment::Column::Id.in_subquery(pinned));
+    if let Some(resource_ids) = resource_ids {
+        failing =
+            failing.filter(deployment::Column::ResourceId.is_in(resource_ids.iter().copied()));
+    }
+    let failed = failing.exec_with_returning(conn).await?;
     Ok(failed.into_iter().map(|d| d.id).collect())
+}
+
+/// Marks the active deployments of `resource_ids` pinned to `secret_id` as failed;
+/// returns their ids.
+pub async fn fail_deployments_pinning<C: ConnectionTrait>(
+    conn: &C,
+    secret_id: Uuid,
+    resource_ids: &[Uuid],
+    at: DateTime<Utc>,
+    reason: &str,
+) -> Result<Vec<Uuid>> {
+    if resource_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    fail_pinned(conn, secret_id, Some(resource_ids), at, reason).await
 }
 
 /// The dependents of one secret name.
@@ -472,7 +544,17 @@ mod tests {
             (current, active, Some((two, 3)), Broken),
         ];
         for (secret, deployment, pin, expected) in cases {
-            assert_eq!(dependent_state(secret, deployment, pin), expected);
+            assert_eq!(dependent_state(secret, true, deployment, pin), expected);
+        }
+        // Not allowed: never deployable, and broken still wins.
+        let not_allowed = [
+            (current, None, None, NotAllowed),
+            (current, active, None, NotAllowed),
+            (current, failed, Some((one, 3)), Broken),
+            (None, None, None, Broken),
+        ];
+        for (secret, deployment, pin, expected) in not_allowed {
+            assert_eq!(dependent_state(secret, false, deployment, pin), expected);
         }
     }
 }

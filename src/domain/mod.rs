@@ -1,5 +1,6 @@
 //! Domain services: plain async functions on a database handle. No GraphQL or HTTP
 //! types here; callers pass an [`Actor`] (who is asking, from which request).
+pub mod access;
 pub mod audit;
 pub mod denials;
 pub mod dependents;

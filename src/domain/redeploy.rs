@@ -157,6 +157,7 @@ mod tests {
             value: SecretValue::parse("postgres://v1".into()).expect("value"),
             description: None,
             rotation_period_days: None,
+            access: crate::domain::access::SecretAccess::AllResources,
         };
         secrets::create(&db, &keys, &actor, new)
             .await

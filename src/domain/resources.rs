@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{
     Actor, Description, Natural, Page, PageRequest, Permission, Principal, PrincipalKind,
-    ReferenceField, ResourceName, Role, SecretName,
+    ReferenceField, ResourceName, Role, SecretName, access,
     audit::{self, Event, Target},
     dependents::{self, Dependent, DependentState, DeploymentState},
     events::Notice,
@@ -562,9 +562,13 @@ pub async fn deploy_if_stale_on(
     }
     let references = references_of(&txn, &[row.id]).await?;
     let keys: Vec<String> = unique(references.iter().map(|r| r.secret_name_key.clone()));
-    let current: HashMap<String, secret::Model> = secrets::lock_for_pinning(&txn, org_id, &keys)
-        .await?
+    let locked = secrets::lock_for_pinning(&txn, org_id, &keys).await?;
+    // A secret this resource may not use is not pinned, and is refused exactly like a
+    // missing one (MISSING_SECRETS): a member cannot tell the two apart.
+    let allowed = access::allowed_for(&txn, row.id, &locked.iter().collect::<Vec<_>>()).await?;
+    let current: HashMap<String, secret::Model> = locked
         .into_iter()
+        .filter(|s| allowed.contains(&s.id))
         .map(|s| (s.name_key.clone(), s))
         .collect();
     // How each of this resource's references stands before the deploy: to announce the

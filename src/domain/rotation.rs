@@ -142,6 +142,7 @@ mod tests {
                 value: SecretValue::parse(value.into()).expect("value"),
                 description: None,
                 rotation_period_days: None,
+                access: crate::domain::access::SecretAccess::AllResources,
             };
             secrets::create(&db, &old, &actor, new)
                 .await

@@ -38,6 +38,8 @@ pub struct NewSecret {
     pub description: Option<Description>,
     /// Rotation is due this many days after each value change.
     pub rotation_period_days: Option<i32>,
+    /// Which resources may use it (`STRONGROOM_DEFAULT_SECRET_ACCESS`).
+    pub access: super::access::SecretAccess,
 }
 
 /// Where a secret is in its life.
@@ -214,7 +216,7 @@ pub async fn create(
         rotation_due_at: Set(rotation_due(at, new.rotation_period_days)),
         rotation_notified_at: Set(None),
         last_accessed_at: Set(None),
-        access: Set("ALL_RESOURCES".to_owned()),
+        access: Set(new.access.as_str().to_owned()),
     }
     .insert(&txn)
     .await;

@@ -463,6 +463,7 @@ mod tests {
             value: SecretValue::parse("hunter2".into()).expect("value"),
             description: None,
             rotation_period_days: None,
+            access: crate::domain::access::SecretAccess::AllResources,
         };
         let secret = secrets::create(&db, &keys, &actor, new)
             .await

@@ -102,6 +102,29 @@ impl Loader<ReferencesOf> for DbLoader {
     }
 }
 
+/// Key: a secret, for the resources its selected access lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AllowedResourcesOf(pub Uuid);
+
+impl Loader<AllowedResourcesOf> for DbLoader {
+    type Value = Vec<entity::resource::Model>;
+    type Error = Arc<crate::Error>;
+
+    async fn load(
+        &self,
+        keys: &[AllowedResourcesOf],
+    ) -> Result<HashMap<AllowedResourcesOf, Self::Value>, Self::Error> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let allowed = crate::domain::access::allowed_resources_of(&self.db, &ids)
+            .await
+            .map_err(Arc::new)?;
+        Ok(allowed
+            .into_iter()
+            .map(|(secret_id, resources)| (AllowedResourcesOf(secret_id), resources))
+            .collect())
+    }
+}
+
 /// Key: a resource, for the RUNTIME principals bound to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RuntimePrincipalsOf(pub Uuid);

@@ -1,5 +1,6 @@
 //! The GraphQL layer: schema, guards, loaders and error codes. Resolvers translate
 //! between GraphQL types and [`crate::domain`] calls; they hold no business rules.
+mod access;
 mod audit;
 mod errors;
 mod events;
@@ -57,6 +58,7 @@ pub struct MutationRoot(
     lifecycle::LifecycleMutation,
     resources::ResourceMutation,
     identity::IdentityMutation,
+    access::AccessMutation,
 );
 
 /// Shared services, available to every resolver.
@@ -74,6 +76,8 @@ pub struct AppData {
     /// How many refusal rows each principal may write per minute.
     pub denials: Arc<crate::domain::denials::DenialBudget>,
     pub version_retention: u32,
+    /// The access of a new secret (`STRONGROOM_DEFAULT_SECRET_ACCESS`).
+    pub default_secret_access: crate::domain::access::SecretAccess,
     /// How long a deleted secret stays restorable unless a call says otherwise.
     pub recovery_window: chrono::TimeDelta,
 }

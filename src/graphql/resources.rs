@@ -48,6 +48,9 @@ pub enum DependentState {
     /// The active deployment failed because the secret was deleted, or the secret does
     /// not exist.
     Broken,
+    /// The secret's access does not include this resource (`setSecretAccess`): a deploy
+    /// does not pin it.
+    NotAllowed,
 }
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]

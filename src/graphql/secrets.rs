@@ -9,12 +9,13 @@ use chrono::{DateTime, Utc};
 use entity::{secret, secret_version};
 
 use super::{
+    access::SecretAccess,
     guard::{RoleGuard, actor, app},
     identity::{Principal, load_principal},
     ids,
-    loaders::{DependentsOf, VersionsPage, load, prime_dependents},
+    loaders::{AllowedResourcesOf, DependentsOf, VersionsPage, load, prime_dependents},
     paging::{TotalCount, page_complexity, paged, to_connection},
-    resources::{Dependent, dependents},
+    resources::{Dependent, Resource, dependents},
 };
 use crate::domain::{
     Description, Page, PageRequest, Permission, SecretName, SecretValue, dependents,
@@ -95,6 +96,22 @@ impl Secret {
     /// The last value change plus `rotationPeriodDays` (null without a period).
     async fn rotation_due_at(&self) -> Option<DateTime<Utc>> {
         self.row.rotation_due_at
+    }
+
+    /// Which resources may be deployed with it (`setSecretAccess`).
+    async fn access(&self) -> SecretAccess {
+        crate::domain::access::SecretAccess::of(&self.row).into()
+    }
+
+    /// With SELECTED_RESOURCES access, the resources that may use it, by name; empty with
+    /// ALL_RESOURCES.
+    async fn allowed_resources(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Resource>> {
+        let allowed = load(ctx, AllowedResourcesOf(self.row.id)).await?;
+        Ok(allowed
+            .unwrap_or_default()
+            .into_iter()
+            .map(Resource)
+            .collect())
     }
 
     async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Principal>> {
@@ -407,6 +424,7 @@ impl SecretMutation {
                 .transpose()
                 .extend()?,
             rotation_period_days: check_rotation_period(input.rotation_period_days).extend()?,
+            access: app(ctx)?.default_secret_access,
         };
         let data = app(ctx)?;
         let secret = service::create(&data.db, data.keys.as_ref(), &actor, new)

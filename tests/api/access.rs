@@ -4,6 +4,8 @@
 //! pipeline's runtime and an integration service through what they would do.)
 use serde_json::{Value, json};
 
+use crate::helpers::{Api, Replica};
+
 use crate::helpers::{
     CREATE_SECRET, SECRET, SECRET_COUNT, SECRET_VALUE, Store, TestApp, UPSERT_RESOURCE,
     assert_code, both_stores, data, resource_input,
@@ -15,7 +17,18 @@ both_stores!(
     an_inspector_reads_everything_but_values_and_changes_nothing,
     a_protected_resource_is_changed_only_by_admins,
     protecting_races_a_members_change,
+    selected_access_pins_only_the_listed_resources,
+    narrowing_follows_the_delete_rules,
+    a_new_secret_can_start_with_no_resource_allowed,
+    narrowing_races_deploys,
 );
+
+const SET_ACCESS: &str = "mutation($input: SetSecretAccessInput!) {
+    setSecretAccess(input: $input) {
+        secret { name access allowedResources { name } }
+        affectedDependents { resource { name } state } } }";
+const ACCESS_DEPENDENTS: &str = "query($name: String!) {
+    dependents(secretName: $name) { resource { name } state } }";
 
 const PROTECT: &str = "mutation($id: ID!, $protected: Boolean!) {
     setResourceProtected(input: { resourceId: $id, protected: $protected }) {
@@ -381,4 +394,343 @@ async fn protecting_races_a_members_change(store: Store) {
             );
         }
     }
+}
+
+fn access_input(name: &str, access: &str, resources: &[&str], flags: Value) -> Value {
+    let mut input = json!({ "name": name, "access": access, "resourceIds": resources });
+    if let (Some(input), Some(flags)) = (input.as_object_mut(), flags.as_object()) {
+        input.extend(flags.clone());
+    }
+    json!({ "input": input })
+}
+
+/// `(resource name, state)` of a secret's dependents, as an admin sees them.
+async fn states(app: &TestApp, secret: &str) -> Vec<(String, String)> {
+    let response = app
+        .admin(ACCESS_DEPENDENTS, json!({ "name": secret }))
+        .await;
+    let mut states: Vec<(String, String)> = data(&response)["dependents"]
+        .as_array()
+        .expect("dependents")
+        .iter()
+        .map(|d| {
+            let name = d["resource"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (name, d["state"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    states.sort();
+    states
+}
+
+fn pairs(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    expected
+        .iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+/// An upserted, undeployed PIPELINE `name` referencing `secret` at `field`; its id.
+async fn pipeline(app: &TestApp, name: &str, secret: &str) -> String {
+    let input = json!({ "input": resource_input("PIPELINE", name, &[(secret, "conn.password")]) });
+    let response = app.admin(UPSERT_RESOURCE, input).await;
+    data(&response)["upsertResource"]["resource"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned()
+}
+
+/// With selected access only the listed pipeline deploys with the secret; to a member,
+/// another pipeline's reference is refused exactly like a reference to a secret that does
+/// not exist (same code, same message but for the name, nothing pinned), while an admin
+/// sees it as NOT_ALLOWED. Refusals: ALL_RESOURCES with a list, an unknown resource, a
+/// member.
+async fn selected_access_pins_only_the_listed_resources(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.create_secret("SHARED", "shared-value").await;
+    let allowed = pipeline(&app, "allowed-pipe", "SHARED").await;
+    let other = pipeline(&app, "other-pipe", "SHARED").await;
+    let ghost = pipeline(&app, "ghost-pipe", "NEVER_MADE").await;
+    let member = app.create_service_account("MEMBER").await;
+
+    let set = app
+        .admin(
+            SET_ACCESS,
+            access_input("SHARED", "SELECTED_RESOURCES", &[&allowed], json!({})),
+        )
+        .await;
+    assert_eq!(
+        data(&set)["setSecretAccess"]["secret"],
+        json!({ "name": "SHARED", "access": "SELECTED_RESOURCES",
+                "allowedResources": [{ "name": "allowed-pipe" }] })
+    );
+    assert_eq!(audited(&app, "secret.set_access").await.len(), 1);
+
+    let deploy_as_member = |id: String| {
+        let (api, token) = (app.api.clone(), member.token.clone());
+        async move { api.gql(Some(&token), DEPLOY, json!({ "id": id })).await }
+    };
+    let not_allowed = deploy_as_member(other.clone()).await;
+    let missing = deploy_as_member(ghost.clone()).await;
+    assert_code(&not_allowed, "MISSING_SECRETS");
+    assert_code(&missing, "MISSING_SECRETS");
+    assert_eq!(
+        not_allowed.to_string().replace("SHARED", "NAME"),
+        missing.to_string().replace("NEVER_MADE", "NAME"),
+        "not allowed reads exactly like missing"
+    );
+    assert!(!not_allowed.to_string().contains("shared-value"));
+    assert_eq!(
+        states(&app, "SHARED").await,
+        pairs(&[
+            ("allowed-pipe", "NOT_DEPLOYED"),
+            ("other-pipe", "NOT_ALLOWED")
+        ])
+    );
+    let deployed = deploy_as_member(allowed.clone()).await;
+    assert!(data(&deployed)["deployResource"]["deployment"]["id"].is_string());
+    let fetched = app.admin(RESOURCE_SECRETS, json!({ "id": allowed })).await;
+    assert_eq!(
+        data(&fetched)["resourceSecrets"][0]["value"],
+        "shared-value"
+    );
+    assert_eq!(
+        states(&app, "SHARED").await,
+        pairs(&[
+            ("allowed-pipe", "UP_TO_DATE"),
+            ("other-pipe", "NOT_ALLOWED")
+        ])
+    );
+
+    let listed_with_all = access_input("SHARED", "ALL_RESOURCES", &[&allowed], json!({}));
+    assert_code(
+        &app.admin(SET_ACCESS, listed_with_all).await,
+        "BAD_USER_INPUT",
+    );
+    let unknown = access_input(
+        "SHARED",
+        "SELECTED_RESOURCES",
+        &[&allowed, &app_foreign_resource(&app).await],
+        json!({}),
+    );
+    assert_code(&app.admin(SET_ACCESS, unknown).await, "NOT_FOUND");
+    let by_member = app
+        .gql(
+            Some(&member.token),
+            SET_ACCESS,
+            access_input("SHARED", "ALL_RESOURCES", &[], json!({})),
+        )
+        .await;
+    assert_code(&by_member, "FORBIDDEN");
+    assert_eq!(
+        audited(&app, "secret.set_access").await.len(),
+        1,
+        "refusals change nothing"
+    );
+
+    // All resources again: the other pipeline deploys.
+    data(
+        &app.admin(
+            SET_ACCESS,
+            access_input("SHARED", "ALL_RESOURCES", &[], json!({})),
+        )
+        .await,
+    );
+    data(&deploy_as_member(other).await);
+}
+
+/// A resource of another organization (globex): unknown to acme.
+async fn app_foreign_resource(app: &TestApp) -> String {
+    let input = json!({ "input": resource_input("PIPELINE", "globex-pipe", &[]) });
+    let response = app
+        .gql(Some(&app.other_admin_token), UPSERT_RESOURCE, input)
+        .await;
+    data(&response)["upsertResource"]["resource"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned()
+}
+
+/// Narrowing a deployed dependent away: `dryRun` lists it and changes nothing; without
+/// `force`, HAS_DEPENDENTS and nothing changes; with it, the deployment fails (BROKEN),
+/// its values are refused, the change is audited and announced.
+async fn narrowing_follows_the_delete_rules(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.create_secret("NARROWED", "narrowed-value").await;
+    let etl = pipeline(&app, "etl", "NARROWED").await;
+    data(&app.admin(DEPLOY, json!({ "id": etl })).await);
+    let narrow = |flags: Value| access_input("NARROWED", "SELECTED_RESOURCES", &[], flags);
+
+    let dry = app
+        .admin(SET_ACCESS, narrow(json!({ "dryRun": true })))
+        .await;
+    assert_eq!(
+        data(&dry)["setSecretAccess"]["affectedDependents"],
+        json!([{ "resource": { "name": "etl" }, "state": "UP_TO_DATE" }])
+    );
+    assert_eq!(
+        data(&dry)["setSecretAccess"]["secret"]["access"],
+        "ALL_RESOURCES"
+    );
+    let blocked = app.admin(SET_ACCESS, narrow(json!({}))).await;
+    assert_code(&blocked, "HAS_DEPENDENTS");
+    assert_eq!(
+        states(&app, "NARROWED").await,
+        pairs(&[("etl", "UP_TO_DATE")])
+    );
+    assert!(audited(&app, "secret.set_access").await.is_empty());
+
+    let forced = app
+        .admin(SET_ACCESS, narrow(json!({ "force": true })))
+        .await;
+    assert_eq!(
+        data(&forced)["setSecretAccess"]["affectedDependents"],
+        json!([{ "resource": { "name": "etl" }, "state": "BROKEN" }])
+    );
+    assert_eq!(states(&app, "NARROWED").await, pairs(&[("etl", "BROKEN")]));
+    let state = app.admin(STATE, json!({ "id": etl })).await;
+    let deployment = &data(&state)["resource"]["activeDeployment"];
+    assert!(
+        deployment.is_object(),
+        "the failed deployment stays current: {state}"
+    );
+    let fetched = app.admin(RESOURCE_SECRETS, json!({ "id": etl })).await;
+    assert!(fetched.get("errors").is_some(), "{fetched}");
+    assert!(!fetched.to_string().contains("narrowed-value"));
+    let events = audited(&app, "secret.set_access").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["detail"]["force"], true);
+    assert_eq!(
+        events[0]["detail"]["brokenDeployments"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let kinds = app
+        .sql_strings("SELECT kind FROM event_outbox ORDER BY id")
+        .await;
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("dependent.broken"),
+        "{kinds:?}"
+    );
+    // A redeploy is refused like a missing secret, until access includes it again.
+    assert_code(
+        &app.admin(DEPLOY, json!({ "id": etl })).await,
+        "MISSING_SECRETS",
+    );
+    let widened = access_input("NARROWED", "SELECTED_RESOURCES", &[&etl], json!({}));
+    data(&app.admin(SET_ACCESS, widened).await);
+    data(&app.admin(DEPLOY, json!({ "id": etl })).await);
+    assert_eq!(
+        states(&app, "NARROWED").await,
+        pairs(&[("etl", "UP_TO_DATE")])
+    );
+}
+
+/// `STRONGROOM_DEFAULT_SECRET_ACCESS=SELECTED_RESOURCES`: a new secret may be used by no
+/// resource until an admin lists one.
+async fn a_new_secret_can_start_with_no_resource_allowed(store: Store) {
+    let settings = [("STRONGROOM_DEFAULT_SECRET_ACCESS", "SELECTED_RESOURCES")];
+    let app = TestApp::spawn_with(store, &settings).await;
+    app.create_secret("LOCKED_DOWN", "v1").await;
+    let secret = app
+        .admin(
+            "query { secret(name: \"LOCKED_DOWN\") { access allowedResources { name } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data(&secret)["secret"],
+        json!({ "access": "SELECTED_RESOURCES", "allowedResources": [] })
+    );
+    let etl = pipeline(&app, "etl", "LOCKED_DOWN").await;
+    assert_code(
+        &app.admin(DEPLOY, json!({ "id": etl })).await,
+        "MISSING_SECRETS",
+    );
+    let listed = access_input("LOCKED_DOWN", "SELECTED_RESOURCES", &[&etl], json!({}));
+    data(&app.admin(SET_ACCESS, listed).await);
+    data(&app.admin(DEPLOY, json!({ "id": etl })).await);
+}
+
+/// Narrowing (without force) races a deploy of the resource it shuts out, 15 rounds: the
+/// deploy pins the secret and the narrowing is refused (HAS_DEPENDENTS), or the narrowing
+/// lands and the deploy is refused (MISSING_SECRETS) — never both.
+async fn narrowing_races_deploys(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let member = app.create_service_account("MEMBER").await;
+    let servers = [&app.api, &app.api];
+    race_narrowing_against_deploys(&app, &servers, &member.token, 15).await;
+}
+
+/// The same race across three replicas on one PostgreSQL database: the narrowing on one
+/// server, the deploy on another.
+#[tokio::test(flavor = "multi_thread")]
+async fn narrowing_races_deploys_across_replicas() {
+    let app = TestApp::spawn(Store::Postgres).await;
+    let replicas: Vec<Replica> = (0..2)
+        .map(|_| app.start_replica(&[] as &[(&str, &str)]))
+        .collect();
+    let member = app.create_service_account("MEMBER").await;
+    let servers = [&replicas[0].api, &replicas[1].api];
+    race_narrowing_against_deploys(&app, &servers, &member.token, 10).await;
+}
+
+async fn race_narrowing_against_deploys(
+    app: &TestApp,
+    servers: &[&Api; 2],
+    member_token: &str,
+    rounds: usize,
+) {
+    let (mut narrowed, mut deployed) = (0, 0);
+    for round in 0..rounds {
+        let secret = format!("RACED_{round}");
+        app.create_secret(&secret, "raced").await;
+        let id = pipeline(app, &format!("raced-{round}"), &secret).await;
+        let narrow = {
+            let (api, token) = (servers[0].clone(), app.admin_token.clone());
+            let input = access_input(&secret, "SELECTED_RESOURCES", &[], json!({}));
+            tokio::spawn(async move { api.gql(Some(&token), SET_ACCESS, input).await })
+        };
+        let deploy = {
+            let (api, token) = (servers[1].clone(), member_token.to_owned());
+            let variables = json!({ "id": id });
+            tokio::spawn(async move { api.gql(Some(&token), DEPLOY, variables).await })
+        };
+        let narrow = narrow.await.expect("the narrowing task");
+        let deploy = deploy.await.expect("the deploy task");
+        let state = states(app, &secret).await;
+        match (
+            narrow.get("errors").is_none(),
+            deploy.get("errors").is_none(),
+        ) {
+            (true, false) => {
+                assert_code(&deploy, "MISSING_SECRETS");
+                assert_eq!(state, pairs(&[(&format!("raced-{round}"), "NOT_ALLOWED")]));
+                narrowed += 1;
+            }
+            (false, true) => {
+                assert_code(&narrow, "HAS_DEPENDENTS");
+                assert_eq!(state, pairs(&[(&format!("raced-{round}"), "UP_TO_DATE")]));
+                deployed += 1;
+            }
+            outcome => panic!("round {round}: {outcome:?}\n{narrow}\n{deploy}"),
+        }
+    }
+    // No active deployment pins a secret whose access leaves its resource out.
+    let leaks = app
+        .sql_query_one_i64(
+            "SELECT COUNT(*) FROM deployment_pins p
+             JOIN deployments d ON d.id = p.deployment_id AND d.state = 'ACTIVE'
+             JOIN secrets s ON s.id = p.secret_id AND s.access = 'SELECTED_RESOURCES'
+             LEFT JOIN secret_allowed_resources a
+               ON a.secret_id = s.id AND a.resource_id = d.resource_id
+             WHERE a.id IS NULL",
+        )
+        .await;
+    assert_eq!(leaks, 0);
+    println!("narrowing vs deploy: {narrowed} narrowed first, {deployed} deployed first");
 }
