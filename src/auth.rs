@@ -25,9 +25,44 @@ pub const MAX_TTL: Duration = Duration::from_secs(1);
 /// Tokens cached at most (about 300 bytes each).
 const CAPACITY: u64 = 100_000;
 
+/// A token as found: valid (if unexpired at the time of use), or revoked.
+#[derive(Debug)]
+struct Found {
+    authenticated: Authenticated,
+    revoked: bool,
+}
+
+/// What a presented token turned out to be.
+#[derive(Debug)]
+pub enum Checked {
+    Valid(Authenticated),
+    /// A real token that is no longer accepted: whose, and why.
+    Refused(Authenticated, Refusal),
+    /// Not a token this server issued.
+    Unknown,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    Revoked,
+    Expired,
+}
+
+impl Refusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+}
+
 /// Looks tokens up, through the cache.
 pub struct Authenticator {
-    cache: Option<Cache<[u8; 32], Option<Arc<Authenticated>>>>,
+    cache: Option<Cache<[u8; 32], Option<Arc<Found>>>>,
+    /// Tokens whose refusal was audited in the last minute (DESIGN §9: at most once per
+    /// token per minute).
+    refusals_noted: moka::sync::Cache<uuid::Uuid, ()>,
 }
 
 impl Authenticator {
@@ -40,7 +75,19 @@ impl Authenticator {
                 .time_to_live(ttl)
                 .build()
         });
-        Self { cache }
+        let refusals_noted = moka::sync::Cache::builder()
+            .max_capacity(CAPACITY)
+            .time_to_live(Duration::from_secs(60))
+            .build();
+        Self {
+            cache,
+            refusals_noted,
+        }
+    }
+
+    /// Whether the refusal of `token_id` is the first this minute (and so to be audited).
+    pub fn first_refusal_this_minute(&self, token_id: uuid::Uuid) -> bool {
+        self.refusals_noted.entry(token_id).or_insert(()).is_fresh()
     }
 
     /// The principal `token` belongs to, if it is valid, unrevoked (as of at most the TTL
@@ -50,13 +97,28 @@ impl Authenticator {
         db: &DatabaseConnection,
         token: &str,
     ) -> Result<Option<Authenticated>> {
+        Ok(match self.check(db, token).await? {
+            Checked::Valid(authenticated) => Some(authenticated),
+            Checked::Refused(..) | Checked::Unknown => None,
+        })
+    }
+
+    /// What `token` is: valid, a real token refused (revoked as of at most the TTL ago, or
+    /// expired now), or unknown.
+    pub async fn check(&self, db: &DatabaseConnection, token: &str) -> Result<Checked> {
         if !identity::is_well_formed(token) {
-            return Ok(None);
+            return Ok(Checked::Unknown);
         }
         let digest = identity::token_digest(token);
         let lookup = async {
             let stored = hex::encode(digest);
-            Ok::<_, Error>(identity::find_unrevoked(db, &stored).await?.map(Arc::new))
+            let found = identity::find_by_hash(db, &stored).await?;
+            Ok::<_, Error>(found.map(|(authenticated, revoked_at)| {
+                Arc::new(Found {
+                    authenticated,
+                    revoked: revoked_at.is_some(),
+                })
+            }))
         };
         let found = match &self.cache {
             None => lookup.await?,
@@ -71,10 +133,17 @@ impl Authenticator {
                     })?
             }
         };
-        let now = chrono::Utc::now();
-        Ok(found
-            .filter(|found| found.is_live_at(now))
-            .map(|found| Authenticated::clone(&found)))
+        let Some(found) = found else {
+            return Ok(Checked::Unknown);
+        };
+        let authenticated = found.authenticated.clone();
+        Ok(if found.revoked {
+            Checked::Refused(authenticated, Refusal::Revoked)
+        } else if !authenticated.is_live_at(chrono::Utc::now()) {
+            Checked::Refused(authenticated, Refusal::Expired)
+        } else {
+            Checked::Valid(authenticated)
+        })
     }
 
     /// Whether `token` is one this server found valid within the cache's lifetime (and is
@@ -91,7 +160,7 @@ impl Authenticator {
             .get(&identity::token_digest(token))
             .await
             .flatten()
-            .is_some_and(|found| found.is_live_at(now))
+            .is_some_and(|found| !found.revoked && found.authenticated.is_live_at(now))
     }
 
     /// Forgets every cached lookup (after a revocation through this replica).

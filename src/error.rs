@@ -22,6 +22,9 @@ pub enum Error {
     Unauthenticated,
     #[error("your role does not allow this")]
     Forbidden,
+    /// Refused for a reason the message gives (not the role alone).
+    #[error("{0}")]
+    Denied(String),
     /// A change of a protected resource by someone who is not an admin; names it.
     #[error("resource {0} is protected: only admins may change, deploy or delete it")]
     Protected(String),
@@ -77,7 +80,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthenticated => "UNAUTHENTICATED",
-            Self::Forbidden | Self::Protected(_) => "FORBIDDEN",
+            Self::Forbidden | Self::Denied(_) | Self::Protected(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::BadInput(_) => "BAD_USER_INPUT",
             Self::AlreadyExists(_) | Self::NameReserved(_) => "ALREADY_EXISTS",

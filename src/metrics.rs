@@ -13,6 +13,11 @@ struct ProviderCall {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedToken {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CloseCode {
     code: u16,
 }
@@ -30,6 +35,7 @@ pub struct Metrics {
     /// Cached data keys dropped because their secret was purged (or, after a gap in the
     /// events feed, because one may have been).
     pub data_keys_forgotten: Counter,
+    auth_refused: Family<RefusedToken, Counter>,
 }
 
 impl Default for Metrics {
@@ -73,10 +79,18 @@ impl Default for Metrics {
              after a gap in the events feed)",
             data_keys_forgotten.clone(),
         );
+        let auth_refused = Family::<RefusedToken, Counter>::default();
+        registry.register(
+            "strongroom_auth_refused",
+            "Requests with a real token that is no longer accepted, by reason (revoked, \
+             expired); unknown tokens are not counted here",
+            auth_refused.clone(),
+        );
         Self {
             registry,
             key_provider_calls,
             data_keys_forgotten,
+            auth_refused,
             db_statements,
             subscription_connections,
             http_connections,
@@ -100,6 +114,13 @@ impl Metrics {
         db.set_metric_callback(move |_| {
             counter.inc();
         });
+    }
+
+    /// A revoked or expired token was presented.
+    pub fn auth_refused(&self, reason: &'static str) {
+        self.auth_refused
+            .get_or_create(&RefusedToken { reason })
+            .inc();
     }
 
     /// The server closed a subscription connection with `code`.

@@ -19,6 +19,9 @@ pub struct Model {
     pub target_id: Option<String>,
     pub target_name: Option<String>,
     pub detail: Option<Json>,
+    /// The credential the principal acted with (`{"kind": "API_TOKEN", "id", "prefix"}`,
+    /// or an OIDC issuer and subject); never a secret.
+    pub credential: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

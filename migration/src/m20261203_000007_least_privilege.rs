@@ -4,6 +4,8 @@
 //!   pinned values. One row per (resource, principal), enforced by a unique index;
 //!   deleting either side deletes the binding.
 //! - `resources.protected`: only admins change, deploy or delete a protected resource.
+//! - `audit_events.credential`: which credential the principal acted with (JSON: kind,
+//!   token id and prefix, or an OIDC issuer and subject).
 //! - `secrets.access` (`ALL_RESOURCES`, the existing secrets' value, or
 //!   `SELECTED_RESOURCES`) and `secret_allowed_resources`: the resources a secret with
 //!   selected access may be deployed with. One row per (secret, resource); deleting either
@@ -79,6 +81,14 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
+            .alter_table(
+                Table::alter()
+                    .table(AuditEvents::Table)
+                    .add_column(json_null(AuditEvents::Credential))
+                    .to_owned(),
+            )
+            .await?;
+        manager
             .create_table(
                 Table::create()
                     .table(SecretAllowedResources::Table)
@@ -150,6 +160,14 @@ impl MigrationTrait for Migration {
         manager
             .alter_table(
                 Table::alter()
+                    .table(AuditEvents::Table)
+                    .drop_column(AuditEvents::Credential)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
                     .table(Resources::Table)
                     .drop_column(Resources::Protected)
                     .to_owned(),
@@ -181,6 +199,12 @@ enum Secrets {
     Table,
     Id,
     Access,
+}
+
+#[derive(DeriveIden)]
+enum AuditEvents {
+    Table,
+    Credential,
 }
 
 #[derive(DeriveIden)]

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{
-    Actor, Natural, Page, PageRequest, Principal,
+    Actor, Credential, Natural, Page, PageRequest,
     denials::{DenialBudget, Folded},
 };
 use crate::{Error, Result};
@@ -129,7 +129,7 @@ pub async fn record_for<C: ConnectionTrait>(
     request_id: Option<&str>,
     event: Event,
 ) -> Result<()> {
-    audit_event::Entity::insert(row(org_id, principal_id, request_id, event))
+    audit_event::Entity::insert(row(org_id, principal_id, request_id, None, event))
         .exec_without_returning(conn)
         .await?;
     Ok(())
@@ -139,6 +139,7 @@ fn row(
     org_id: Uuid,
     principal_id: Option<Uuid>,
     request_id: Option<&str>,
+    credential: Option<&Credential>,
     event: Event,
 ) -> audit_event::ActiveModel {
     let (target_kind, target_id, target_name) = match event.target {
@@ -161,19 +162,26 @@ fn row(
         target_id: Set(target_id),
         target_name: Set(target_name),
         detail: Set(event.detail),
+        credential: Set(credential.and_then(|c| serde_json::to_value(c).ok())),
     }
 }
 
-/// Records `event` as performed by `actor`.
+/// Records `event` as performed by `actor`, with the credential it acted with.
 pub async fn record<C: ConnectionTrait>(conn: &C, actor: &Actor, event: Event) -> Result<()> {
-    record_for(
-        conn,
+    audit_event::Entity::insert(actor_row(actor, event))
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+fn actor_row(actor: &Actor, event: Event) -> audit_event::ActiveModel {
+    row(
         actor.org_id(),
         Some(actor.principal.id),
         actor.request_id.as_deref(),
+        actor.credential.as_ref(),
         event,
     )
-    .await
 }
 
 /// Most rows one group commit writes.
@@ -210,12 +218,7 @@ impl AuditLog {
 
     /// Records `event` as performed by `actor`; returns once the row is committed.
     pub async fn record(&self, actor: &Actor, event: Event) -> Result<()> {
-        let row = row(
-            actor.org_id(),
-            Some(actor.principal.id),
-            actor.request_id.as_deref(),
-            event,
-        );
+        let row = actor_row(actor, event);
         let (done, committed) = oneshot::channel();
         let unavailable = || Error::Internal("the audit log writer has stopped".into());
         self.queue
@@ -274,11 +277,10 @@ pub const MAX_DENIAL_ROWS: usize = 5;
 /// [`MAX_DENIAL_ROWS`] rows, in one statement.
 pub async fn record_denials<C: ConnectionTrait>(
     conn: &C,
-    principal: &Principal,
-    request_id: Option<&str>,
+    actor: &Actor,
     fields: &[(String, u64)],
 ) -> Result<()> {
-    let role = principal.role.as_str();
+    let role = actor.principal.role.as_str();
     let denial = |action: String, detail: serde_json::Value| Event {
         action: Cow::Owned(action),
         outcome: Outcome::Denied,
@@ -312,7 +314,7 @@ pub async fn record_denials<C: ConnectionTrait>(
     }
     let rows: Vec<audit_event::ActiveModel> = events
         .into_iter()
-        .map(|event| row(principal.org_id, Some(principal.id), request_id, event))
+        .map(|event| actor_row(actor, event))
         .collect();
     insert_rows(conn, rows).await
 }
@@ -323,16 +325,15 @@ pub async fn record_denials<C: ConnectionTrait>(
 pub async fn record_denials_within<C: ConnectionTrait>(
     conn: &C,
     budget: &DenialBudget,
-    principal: &Principal,
-    request_id: Option<&str>,
+    actor: &Actor,
     fields: Vec<(String, u64)>,
 ) -> Result<()> {
     let rows = fields.len().min(MAX_DENIAL_ROWS);
-    let admitted = budget.admit(principal, fields, rows, chrono::Utc::now());
+    let admitted = budget.admit(&actor.principal, fields, rows, chrono::Utc::now());
     if admitted.is_empty() {
         return Ok(());
     }
-    record_denials(conn, principal, request_id, &admitted).await
+    record_denials(conn, actor, &admitted).await
 }
 
 /// Writes the refusals folded over a minute: one row, `denials_folded`, with the count
@@ -361,6 +362,7 @@ pub async fn record_folded_denials<C: ConnectionTrait>(conn: &C, folded: &[Folde
             row(
                 folded.principal.org_id,
                 Some(folded.principal.id),
+                None,
                 None,
                 event,
             )

@@ -162,11 +162,18 @@ pub async fn bootstrap(
 pub struct Authenticated {
     pub principal: Principal,
     pub token_id: Uuid,
+    /// The token's display prefix.
+    pub prefix: String,
     /// When the token stops being accepted, if ever.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Authenticated {
+    /// The credential, as the audit log names it.
+    pub fn credential(&self) -> super::Credential {
+        super::Credential::api_token(self.token_id, &self.prefix)
+    }
+
     /// Whether the token is still accepted at `now` (revocation aside).
     pub fn is_live_at(&self, now: DateTime<Utc>) -> bool {
         self.expires_at.is_none_or(|at| at > now)
@@ -178,26 +185,27 @@ pub fn is_well_formed(token: &str) -> bool {
     token.len() == TOKEN_PREFIX.len() + TOKEN_BODY_LEN && token.starts_with(TOKEN_PREFIX)
 }
 
-/// The principal of the unrevoked token stored as `token_hash` (see [`hash_token`]), if
-/// any. Expiry is for the caller to check against the time of each use.
-pub async fn find_unrevoked(
+/// The token stored as `token_hash` (see [`hash_token`]) with its principal, and when it
+/// was revoked, if it was. Expiry is for the caller to check against the time of each use.
+pub async fn find_by_hash(
     db: &DatabaseConnection,
     token_hash: &str,
-) -> Result<Option<Authenticated>> {
+) -> Result<Option<(Authenticated, Option<DateTime<Utc>>)>> {
     let found = api_token::Entity::find()
         .filter(api_token::Column::TokenHash.eq(token_hash))
-        .filter(api_token::Column::RevokedAt.is_null())
         .find_also_related(principal::Entity)
         .one(db)
         .await?;
     let Some((record, Some(principal))) = found else {
         return Ok(None);
     };
-    Ok(Some(Authenticated {
+    let authenticated = Authenticated {
         principal: Principal::try_from(principal)?,
         token_id: record.id,
+        prefix: record.display_prefix,
         expires_at: record.expires_at,
-    }))
+    };
+    Ok(Some((authenticated, record.revoked_at)))
 }
 
 /// A principal of the actor's organization.
@@ -293,6 +301,15 @@ pub async fn create_token(
     let owner = find_principal(db.read(), actor.org_id(), principal_id)
         .await?
         .ok_or_else(|| Error::not_found("principal"))?;
+    // A person's credentials are their own: an admin issues tokens for service accounts
+    // and for themself, never for another person (who would then act as them).
+    if owner.kind == PrincipalKind::User.as_str() && owner.id != actor.principal.id {
+        return Err(Error::Denied(format!(
+            "{} is a person: only they may issue tokens for themself; create a service \
+             account for a machine",
+            owner.name
+        )));
+    }
     let txn = crate::db::begin_write(db).await?;
     let issued = issue(
         &txn,

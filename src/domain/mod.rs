@@ -153,11 +153,53 @@ impl TryFrom<entity::principal::Model> for Principal {
     }
 }
 
-/// Who performs an operation, and from which request (for the audit log).
+/// Who performs an operation, with which credential, and from which request (for the
+/// audit log).
 #[derive(Clone, Debug)]
 pub struct Actor {
     pub principal: Principal,
     pub request_id: Option<String>,
+    /// What the principal authenticated with; `None` for work not done on a request.
+    pub credential: Option<Credential>,
+}
+
+/// What a principal authenticated with (DESIGN §9 "Who acted with what"): never the
+/// secret part of it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Credential {
+    pub kind: CredentialKind,
+    /// The API token's id.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub id: Option<Uuid>,
+    /// The API token's display prefix (`srt_AbCd`), what its owner recognises it by.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub prefix: Option<String>,
+    /// An exchanged JWT's issuer and subject.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub subject: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CredentialKind {
+    ApiToken,
+    Oidc,
+    Session,
+}
+
+impl Credential {
+    pub fn api_token(id: Uuid, prefix: &str) -> Self {
+        Self {
+            kind: CredentialKind::ApiToken,
+            id: Some(id),
+            prefix: Some(prefix.to_owned()),
+            issuer: None,
+            subject: None,
+        }
+    }
 }
 
 impl Actor {
@@ -319,6 +361,7 @@ pub(crate) mod testing {
         let actor = Actor {
             principal: Principal::try_from(admin).expect("principal"),
             request_id: None,
+            credential: None,
         };
         (db, actor)
     }

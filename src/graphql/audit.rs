@@ -1,6 +1,6 @@
 //! The audit log, for admins.
 use async_graphql::{
-    Context, Enum, ID, InputObject, Object,
+    Context, Enum, ID, InputObject, Object, SimpleObject,
     connection::{Connection, OpaqueCursor},
 };
 use chrono::{DateTime, Utc};
@@ -14,7 +14,7 @@ use super::{
     paging::{TotalCount, page_complexity, paged, to_connection},
 };
 use crate::domain::{
-    Permission,
+    self, Permission,
     audit::{self as service, Filter},
 };
 
@@ -24,6 +24,43 @@ pub enum AuditOutcome {
     Allowed,
     Denied,
     Failed,
+}
+
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "domain::CredentialKind")]
+pub enum CredentialKind {
+    /// An API token (`srt_…`), by id and prefix.
+    ApiToken,
+    /// A short-lived token exchanged for an OpenID Connect JWT, by issuer and subject.
+    Oidc,
+    /// A console session.
+    Session,
+}
+
+/// What a principal acted with: which token (never the token itself), or which JWT.
+#[derive(SimpleObject)]
+pub struct Credential {
+    kind: CredentialKind,
+    /// The API token's id (see `apiTokens`).
+    id: Option<ID>,
+    /// The API token's display prefix.
+    prefix: Option<String>,
+    /// An exchanged JWT's `iss`.
+    issuer: Option<String>,
+    /// An exchanged JWT's `sub`.
+    subject: Option<String>,
+}
+
+impl From<domain::Credential> for Credential {
+    fn from(credential: domain::Credential) -> Self {
+        Self {
+            kind: credential.kind.into(),
+            id: credential.id.map(|id| ids::encode(ids::API_TOKEN, id)),
+            prefix: credential.prefix,
+            issuer: credential.issuer,
+            subject: credential.subject,
+        }
+    }
 }
 
 /// Who did what to which object, and whether it was allowed. Never holds a value.
@@ -43,6 +80,15 @@ impl AuditEvent {
     /// sweeps (a purge at the end of a recovery window, a rotation coming due).
     async fn principal(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Principal>> {
         load_principal(ctx, self.0.principal_id).await
+    }
+
+    /// The credential the principal acted with; null where no request was involved (the
+    /// command line, the background sweeps).
+    async fn credential(&self) -> Option<Credential> {
+        let stored = self.0.credential.clone()?;
+        serde_json::from_value::<domain::Credential>(stored)
+            .ok()
+            .map(Credential::from)
     }
 
     /// The request it came from (`x-request-id`).

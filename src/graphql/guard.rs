@@ -88,14 +88,9 @@ impl Guard for NodeGuard {
 /// The authenticated caller as a domain [`Actor`]. Resolvers call this after their
 /// guard has passed.
 pub fn actor(ctx: &Context<'_>) -> async_graphql::Result<Actor> {
-    let request = ctx.data::<RequestCtx>()?;
-    match &request.auth {
-        Auth::Principal(principal) => Ok(Actor {
-            principal: principal.clone(),
-            request_id: request.request_id.clone(),
-        }),
-        Auth::Anonymous | Auth::Invalid => Err(Error::Unauthenticated.extend()),
-    }
+    ctx.data::<RequestCtx>()?
+        .actor()
+        .ok_or_else(|| Error::Unauthenticated.extend())
 }
 
 pub fn app<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a AppData> {

@@ -111,6 +111,22 @@ pub struct RequestCtx {
     pub auth: Auth,
     pub request_id: Option<String>,
     pub denials: Arc<Denials>,
+    /// What the principal authenticated with (for the audit log).
+    pub credential: Option<crate::domain::Credential>,
+}
+
+impl RequestCtx {
+    /// The authenticated caller as a domain actor; `None` without a principal.
+    pub fn actor(&self) -> Option<crate::domain::Actor> {
+        match &self.auth {
+            Auth::Principal(principal) => Some(crate::domain::Actor {
+                principal: principal.clone(),
+                request_id: self.request_id.clone(),
+                credential: self.credential.clone(),
+            }),
+            Auth::Anonymous | Auth::Invalid => None,
+        }
+    }
 }
 
 /// Marks a request that came over HTTP (`/graphql`) rather than the WebSocket.

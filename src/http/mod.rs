@@ -44,6 +44,7 @@ pub use self::{
     ws::Sessions,
 };
 use crate::{
+    auth::{Checked, Refusal},
     config::{CorsOrigin, Limits},
     domain::audit,
     graphql::{AppData, AppSchema, Auth, Denials, OverHttp, RequestCtx, request_loaders},
@@ -174,6 +175,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
 struct Caller {
     auth: Auth,
     token_id: Option<uuid::Uuid>,
+    credential: Option<crate::domain::Credential>,
 }
 
 /// Resolves the bearer token. A database failure is a 503, not a silent anonymous.
@@ -199,17 +201,23 @@ async fn authenticate(
     {
         return Err(refusal.answer(media));
     }
-    match data.tokens.authenticate(data.db.read(), token).await {
-        Ok(Some(found)) => {
+    match data.tokens.check(data.db.read(), token).await {
+        Ok(Checked::Valid(found)) => {
+            let credential = found.credential();
             let principal = found.principal;
             Span::current().record("principal", tracing::field::display(principal.id));
             Ok(Caller {
                 auth: Auth::Principal(principal),
                 token_id: Some(found.token_id),
+                credential: Some(credential),
             })
         }
-        Ok(None) => {
-            tracing::info!("request with an unknown, revoked or expired token");
+        Ok(Checked::Refused(found, refusal)) => {
+            refused_token(state, &found, refusal, headers).await;
+            without_token(limiter, peer, Auth::Invalid).map_err(|r| r.answer(media))
+        }
+        Ok(Checked::Unknown) => {
+            tracing::info!("request with an unknown token");
             without_token(limiter, peer, Auth::Invalid).map_err(|r| r.answer(media))
         }
         Err(e) => {
@@ -243,7 +251,43 @@ fn without_token(
     Ok(Caller {
         auth,
         token_id: None,
+        credential: None,
     })
+}
+
+/// A revoked or expired token was presented: logged by its prefix, counted, and audited
+/// (`auth.refused`, at most once per token per minute, so a client retrying in a loop
+/// costs one row a minute). The request goes on as one without a valid token.
+async fn refused_token(
+    state: &AppState,
+    found: &crate::domain::identity::Authenticated,
+    refusal: Refusal,
+    headers: &HeaderMap,
+) {
+    let reason = refusal.as_str();
+    tracing::warn!(
+        token_prefix = %found.prefix,
+        principal = %found.principal.id,
+        reason,
+        "request with a {reason} token"
+    );
+    state.metrics.auth_refused(reason);
+    if !state.data.tokens.first_refusal_this_minute(found.token_id) {
+        return;
+    }
+    let actor = crate::domain::Actor {
+        principal: found.principal.clone(),
+        request_id: headers
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        credential: Some(found.credential()),
+    };
+    let event = audit::Event::denied("auth.refused", audit::Target::token(found.token_id))
+        .with_detail(serde_json::json!({ "reason": reason, "prefix": found.prefix }));
+    if let Err(e) = audit::record(state.data.db.write(), &actor, event).await {
+        tracing::error!(error = %e, "could not audit a refused token");
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` value.
@@ -307,6 +351,7 @@ async fn execute_as(
         auth: caller.auth,
         request_id,
         denials: denials.clone(),
+        credential: caller.credential,
     };
     let mut batch = batch.data(ctx.clone());
     for request in batch.iter_mut() {
@@ -321,15 +366,14 @@ async fn execute_as(
 /// Writes the refusals of a request to the audit log: a row per refused field.
 async fn record_denials(state: &AppState, ctx: &RequestCtx, denials: &Denials) {
     let refused = denials.take();
-    let Auth::Principal(principal) = &ctx.auth else {
+    let Some(actor) = ctx.actor() else {
         return;
     };
     if refused.is_empty() {
         return;
     }
-    let request_id = ctx.request_id.as_deref();
     let (db, budget) = (state.data.db.write(), &state.data.denials);
-    if let Err(e) = audit::record_denials_within(db, budget, principal, request_id, refused).await {
+    if let Err(e) = audit::record_denials_within(db, budget, &actor, refused).await {
         // The refusal stands either way; a lost audit row must be visible to operators.
         tracing::error!(error = %e, "could not record denied attempts");
     }

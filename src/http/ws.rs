@@ -88,7 +88,7 @@ use super::{AppState, REQUEST_ID, authenticate, bearer_token, media::Media};
 use crate::{
     Error,
     config::Limits,
-    domain::{Principal, audit},
+    domain::{Actor, Principal, audit},
     graphql::{Auth, Denials, RequestCtx, error_response, request_loaders},
 };
 
@@ -339,6 +339,7 @@ enum Stage {
 struct Accepted {
     token: Arc<SecretString>,
     principal: Principal,
+    credential: Option<crate::domain::Credential>,
     denials: Arc<Denials>,
     /// The connection's place in its principal's share, given back with the last clone.
     _share: Arc<Held<Uuid>>,
@@ -523,6 +524,7 @@ impl Session {
                 );
             }
         };
+        let credential = caller.credential;
         let (Auth::Principal(principal), Some(token)) = (caller.auth, token) else {
             return refuse(
                 close::FORBIDDEN,
@@ -533,10 +535,12 @@ impl Session {
             // Audited like a field a guard refused, one row per refused connection.
             let (db, budget) = (self.state.data.db.write(), &self.state.data.denials);
             let refusal = vec![("connection_init".to_owned(), 1)];
-            let request_id = self.request_id.as_deref();
-            if let Err(e) =
-                audit::record_denials_within(db, budget, &principal, request_id, refusal).await
-            {
+            let actor = Actor {
+                principal,
+                request_id: self.request_id.clone(),
+                credential,
+            };
+            if let Err(e) = audit::record_denials_within(db, budget, &actor, refusal).await {
                 tracing::error!(error = %e, "could not record a refused subscriber");
             }
             return refuse(close::FORBIDDEN, MAY_NOT_SUBSCRIBE.into());
@@ -557,6 +561,7 @@ impl Session {
             auth: Auth::Principal(principal.clone()),
             request_id: self.request_id.clone(),
             denials: denials.clone(),
+            credential: credential.clone(),
         };
         // One loader for the connection's life: no cache, or its events would show rows
         // as they were when first loaded.
@@ -568,6 +573,7 @@ impl Session {
         *self.stage() = Stage::Accepted(Accepted {
             token,
             principal,
+            credential,
             denials,
             _share: Arc::new(share),
         });
@@ -635,11 +641,12 @@ impl Session {
             return;
         }
         let (db, budget) = (self.state.data.db.write(), &self.state.data.denials);
-        let request_id = self.request_id.as_deref();
-        let principal = &accepted.principal;
-        if let Err(e) =
-            audit::record_denials_within(db, budget, principal, request_id, refused).await
-        {
+        let actor = Actor {
+            principal: accepted.principal.clone(),
+            request_id: self.request_id.clone(),
+            credential: accepted.credential.clone(),
+        };
+        if let Err(e) = audit::record_denials_within(db, budget, &actor, refused).await {
             tracing::error!(error = %e, "could not record denied subscriptions");
         }
     }

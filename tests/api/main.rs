@@ -8,6 +8,7 @@ mod moto;
 mod abuse;
 mod access;
 mod apq;
+mod attribution;
 mod auth;
 mod browser;
 mod conformance;
