@@ -283,6 +283,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         key_check: KeyCheck::default(),
         cors_origins: args.cors_origins.clone(),
         sessions: sessions.clone(),
+        oidc: Arc::new(crate::oidc::Verifier::new(args.oidc_settings())?),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

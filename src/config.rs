@@ -278,6 +278,16 @@ pub struct ServeArgs {
     /// Old versions kept per secret (the newest N, counting the current one).
     #[arg(long, env = "STRONGROOM_VERSION_RETENTION", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub version_retention: u32,
+    /// Seconds an issuer's JWKS is kept at least (workload identity), whatever its
+    /// `Cache-Control` says (1–3600).
+    #[arg(long, env = "STRONGROOM_OIDC_JWKS_CACHE_MIN_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub oidc_jwks_cache_min_secs: u64,
+    /// Seconds an issuer's JWKS is kept at most (60–86400).
+    #[arg(long, env = "STRONGROOM_OIDC_JWKS_CACHE_MAX_SECS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub oidc_jwks_cache_max_secs: u64,
+    /// Seconds between refetches of an issuer's JWKS for a key it does not hold (1–3600).
+    #[arg(long, env = "STRONGROOM_OIDC_JWKS_REFETCH_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub oidc_jwks_refetch_secs: u64,
     /// The access of a new secret: ALL_RESOURCES (every resource may be deployed with it)
     /// or SELECTED_RESOURCES (none until `setSecretAccess` lists some).
     #[arg(
@@ -544,6 +554,15 @@ impl CorsOrigin {
 }
 
 impl ServeArgs {
+    pub fn oidc_settings(&self) -> crate::oidc::OidcSettings {
+        let min = Duration::from_secs(self.oidc_jwks_cache_min_secs);
+        crate::oidc::OidcSettings {
+            cache_min: min,
+            cache_max: Duration::from_secs(self.oidc_jwks_cache_max_secs).max(min),
+            refetch_interval: Duration::from_secs(self.oidc_jwks_refetch_secs),
+        }
+    }
+
     /// The default recovery window of a delete.
     pub fn recovery_window(&self) -> chrono::TimeDelta {
         match self.recovery_window_secs {

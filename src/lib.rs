@@ -16,6 +16,7 @@ pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod oidc;
 pub mod telemetry;
 
 pub use error::{Error, Result};

@@ -18,6 +18,9 @@ pub struct Model {
     pub created_by: Option<Uuid>,
     pub expires_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,
+    /// For a token exchanged for a JWT (`POST /oauth/token`): the JWT's `iss` and `sub`.
+    pub oidc_issuer: Option<String>,
+    pub oidc_subject: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,3 +16,4 @@ pub mod secret;
 pub mod secret_allowed_resource;
 pub mod secret_usage;
 pub mod secret_version;
+pub mod workload_identity;

@@ -6,6 +6,9 @@
 //! - `resources.protected`: only admins change, deploy or delete a protected resource.
 //! - `audit_events.credential`: which credential the principal acted with (JSON: kind,
 //!   token id and prefix, or an OIDC issuer and subject).
+//! - `workload_identities`: which JWTs of which issuer may be exchanged for short-lived
+//!   tokens of which service account (`POST /oauth/token`); `api_tokens.oidc_issuer` and
+//!   `oidc_subject` say which JWT an exchanged token came from.
 //! - `secrets.access` (`ALL_RESOURCES`, the existing secrets' value, or
 //!   `SELECTED_RESOURCES`) and `secret_allowed_resources`: the resources a secret with
 //!   selected access may be deployed with. One row per (secret, resource); deleting either
@@ -88,6 +91,47 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        for column in [ApiTokens::OidcIssuer, ApiTokens::OidcSubject] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(ApiTokens::Table)
+                        .add_column(text_null(column))
+                        .to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .create_table(
+                Table::create()
+                    .table(WorkloadIdentities::Table)
+                    .col(uuid(WorkloadIdentities::Id).primary_key())
+                    .col(uuid(WorkloadIdentities::OrgId))
+                    .col(text(WorkloadIdentities::Issuer))
+                    .col(text(WorkloadIdentities::Audience))
+                    .col(json(WorkloadIdentities::BoundClaims))
+                    .col(uuid(WorkloadIdentities::PrincipalId))
+                    .col(integer(WorkloadIdentities::TokenLifetimeSeconds))
+                    .col(timestamp_with_time_zone(WorkloadIdentities::CreatedAt))
+                    .col(uuid_null(WorkloadIdentities::CreatedBy))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(WorkloadIdentities::Table, WorkloadIdentities::PrincipalId)
+                            .to(Principals::Table, Principals::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_workload_identities_issuer")
+                    .table(WorkloadIdentities::Table)
+                    .col(WorkloadIdentities::Issuer)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .create_table(
                 Table::create()
@@ -142,6 +186,7 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
+            WorkloadIdentities::Table.into_iden(),
             SecretAllowedResources::Table.into_iden(),
             RuntimeBindings::Table.into_iden(),
         ] {
@@ -199,6 +244,27 @@ enum Secrets {
     Table,
     Id,
     Access,
+}
+
+#[derive(DeriveIden)]
+enum ApiTokens {
+    Table,
+    OidcIssuer,
+    OidcSubject,
+}
+
+#[derive(DeriveIden)]
+enum WorkloadIdentities {
+    Table,
+    Id,
+    OrgId,
+    Issuer,
+    Audience,
+    BoundClaims,
+    PrincipalId,
+    TokenLifetimeSeconds,
+    CreatedAt,
+    CreatedBy,
 }
 
 #[derive(DeriveIden)]

@@ -66,6 +66,19 @@ async fn issue<C: ConnectionTrait>(
     description: Option<Description>,
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<IssuedToken> {
+    issue_with(conn, principal, created_by, description, expires_at, None).await
+}
+
+/// [`issue`], for a token exchanged for a JWT: `exchanged` is its `(iss, sub)`.
+pub(crate) async fn issue_with<C: ConnectionTrait>(
+    conn: &C,
+    principal: &principal::Model,
+    created_by: Option<Uuid>,
+    description: Option<Description>,
+    expires_at: Option<DateTime<Utc>>,
+    exchanged: Option<(String, String)>,
+) -> Result<IssuedToken> {
+    let (oidc_issuer, oidc_subject) = exchanged.unzip();
     let token = mint()?;
     let display_prefix = token.expose_secret()[..TOKEN_PREFIX.len() + 6].to_owned();
     let record = api_token::ActiveModel {
@@ -79,6 +92,8 @@ async fn issue<C: ConnectionTrait>(
         created_by: Set(created_by),
         expires_at: Set(expires_at),
         revoked_at: Set(None),
+        oidc_issuer: Set(oidc_issuer),
+        oidc_subject: Set(oidc_subject),
     }
     .insert(conn)
     .await?;
@@ -164,6 +179,8 @@ pub struct Authenticated {
     pub token_id: Uuid,
     /// The token's display prefix.
     pub prefix: String,
+    /// For a token exchanged for a JWT: its `(iss, sub)`.
+    pub exchanged: Option<(String, String)>,
     /// When the token stops being accepted, if ever.
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -171,7 +188,15 @@ pub struct Authenticated {
 impl Authenticated {
     /// The credential, as the audit log names it.
     pub fn credential(&self) -> super::Credential {
-        super::Credential::api_token(self.token_id, &self.prefix)
+        match &self.exchanged {
+            Some((issuer, subject)) => super::Credential {
+                kind: super::CredentialKind::Oidc,
+                issuer: Some(issuer.clone()),
+                subject: Some(subject.clone()),
+                ..super::Credential::api_token(self.token_id, &self.prefix)
+            },
+            None => super::Credential::api_token(self.token_id, &self.prefix),
+        }
     }
 
     /// Whether the token is still accepted at `now` (revocation aside).
@@ -204,6 +229,7 @@ pub async fn find_by_hash(
         token_id: record.id,
         prefix: record.display_prefix,
         expires_at: record.expires_at,
+        exchanged: record.oidc_issuer.zip(record.oidc_subject),
     };
     Ok(Some((authenticated, record.revoked_at)))
 }

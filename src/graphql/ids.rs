@@ -12,6 +12,7 @@ pub const ORGANIZATION: &str = "Organization";
 pub const AUDIT_EVENT: &str = "AuditEvent";
 pub const RESOURCE: &str = "Resource";
 pub const DEPLOYMENT: &str = "Deployment";
+pub const WORKLOAD_IDENTITY: &str = "WorkloadIdentity";
 
 pub fn encode(kind: &str, id: Uuid) -> ID {
     ID(URL_SAFE_NO_PAD.encode(format!("{kind}:{id}")))

@@ -18,6 +18,7 @@ mod pipeline;
 mod resources;
 mod secrets;
 mod shape;
+mod workload;
 
 use std::sync::Arc;
 
@@ -49,6 +50,7 @@ pub struct QueryRoot(
     secrets::SecretQuery,
     resources::ResourceQuery,
     audit::AuditQuery,
+    workload::WorkloadQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -59,6 +61,7 @@ pub struct MutationRoot(
     resources::ResourceMutation,
     identity::IdentityMutation,
     access::AccessMutation,
+    workload::WorkloadMutation,
 );
 
 /// Shared services, available to every resolver.

@@ -3,6 +3,7 @@
 mod cors;
 mod limits;
 mod media;
+mod oauth;
 mod params;
 mod playground;
 mod probes;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub cors_origins: Vec<CorsOrigin>,
     /// Subscription connections (`/graphql/ws`).
     pub sessions: Sessions,
+    /// Verifies workload JWTs for `POST /oauth/token`.
+    pub oidc: Arc<crate::oidc::Verifier>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -100,6 +103,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(probes::metrics))
         .merge(graphql)
         .route("/graphql/ws", get(ws::graphql_ws))
+        .route("/oauth/token", axum::routing::post(oauth::token))
         .with_state(state)
         .layer(
             ServiceBuilder::new()

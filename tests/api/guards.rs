@@ -104,6 +104,10 @@ const REFERENCE_FIELD: &str = "sink.key";
 const REDEPLOY_SECRET: &str = "REDEPLOY_SECRET";
 const NEVER_CREATED: &str = "NEVER_CREATED";
 
+const CREATE_WORKLOAD_IDENTITY: &str = "mutation($input: CreateWorkloadIdentityInput!) {
+    createWorkloadIdentity(input: $input) { workloadIdentity { id } } }";
+/// The issuer of the workload identities the probes make (never contacted).
+const PROBE_ISSUER: &str = "https://issuer.example.test";
 const BIND_RUNTIME: &str = "mutation($input: RuntimeBindingInput!) {
     bindRuntime(input: $input) { resource { id } } }";
 const UPSERT_RESOURCE: &str = "mutation($input: UpsertResourceInput!) {
@@ -804,6 +808,7 @@ enum Kind {
     Resource,
     Principal,
     ApiToken,
+    WorkloadIdentity,
 }
 
 /// The kind an identifier (`secretName`, `DeleteResourceInput`, `createApiToken`) is about.
@@ -811,6 +816,7 @@ fn kind_in(identifier: &str) -> Option<Kind> {
     let identifier = identifier.to_lowercase();
     [
         ("token", Kind::ApiToken),
+        ("workload", Kind::WorkloadIdentity),
         ("serviceaccount", Kind::Principal),
         ("principal", Kind::Principal),
         ("resource", Kind::Resource),
@@ -897,6 +903,7 @@ struct RoleTargets {
     doomed_secret: Made,
     doomed_resource: Made,
     doomed_token_id: String,
+    doomed_workload_id: String,
 }
 
 /// Secret values and names, each new.
@@ -1005,12 +1012,18 @@ impl Fixture {
             let input = json!({ "input": { "principalId": member.id } });
             let response = app.admin(CREATE_API_TOKEN, input).await;
             let doomed_token_id = text(&data(&response)["createApiToken"]["apiToken"]["id"]);
+            let input = json!({ "input": { "issuer": PROBE_ISSUER, "audience": role.word(),
+                                           "principalId": member.id } });
+            let response = app.admin(CREATE_WORKLOAD_IDENTITY, input).await;
+            let doomed_workload_id =
+                text(&data(&response)["createWorkloadIdentity"]["workloadIdentity"]["id"]);
             let targets = RoleTargets {
                 token,
                 awaited_secret: format!("AWAITED_{}", role.word().to_uppercase()),
                 doomed_secret,
                 doomed_resource,
                 doomed_token_id,
+                doomed_workload_id,
             };
             roles.insert(role, targets);
         }
@@ -1159,6 +1172,10 @@ impl Fixture {
             "value" => Some(self.issued.value()),
             "description" | "reason" => Some("probed by the guard-coverage test".to_owned()),
             "field" => Some(REFERENCE_FIELD.to_owned()),
+            "issuer" => Some(PROBE_ISSUER.to_owned()),
+            "audience" => Some("strongroom".to_owned()),
+            "claim" => Some("repository".to_owned()),
+            "pattern" => Some("acme/*".to_owned()),
             owner if owner == "name" || owner.ends_with("Name") => {
                 let kind = site.kind()?;
                 let role = site.role;
@@ -1181,7 +1198,7 @@ impl Fixture {
                         self.targets(role).doomed_resource.name.clone()
                     }
                     (Kind::Resource | Kind::Principal, Purpose::Fresh) => self.issued.name(role),
-                    (Kind::Principal | Kind::ApiToken, _) => return None,
+                    (Kind::Principal | Kind::ApiToken | Kind::WorkloadIdentity, _) => return None,
                 })
             }
             _ => None,
@@ -1203,6 +1220,8 @@ impl Fixture {
             (Kind::Principal, _) => self.member_id.clone(),
             (Kind::ApiToken, Purpose::Doomed) => targets.doomed_token_id.clone(),
             (Kind::ApiToken, _) => return None,
+            (Kind::WorkloadIdentity, Purpose::Doomed) => targets.doomed_workload_id.clone(),
+            (Kind::WorkloadIdentity, _) => return None,
         })
     }
 }

@@ -70,6 +70,7 @@ const TABLES: &[&str] = &[
     "event_outbox",
     "runtime_bindings",
     "secret_allowed_resources",
+    "workload_identities",
 ];
 
 /// Refused in every position but a secret value: C0 (NUL, its neighbour, ESC, the last

@@ -33,3 +33,4 @@ mod shredding;
 mod sockets;
 mod statements;
 mod usage;
+mod workload;

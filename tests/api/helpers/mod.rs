@@ -11,6 +11,7 @@
 mod client;
 mod documents;
 mod introspection;
+mod oidc;
 mod process;
 mod sql;
 mod tools;
@@ -24,6 +25,7 @@ use tempfile::TempDir;
 pub use client::*;
 pub use documents::*;
 pub use introspection::*;
+pub use oidc::*;
 pub use process::*;
 pub use sql::*;
 pub use tools::*;
