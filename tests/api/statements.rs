@@ -103,6 +103,16 @@ const RESOURCE_PINS: &str = "query($n: Int!, $kind: ResourceKind!) {
 const RESOURCE_EDGES_NESTED: &str = "query($n: Int!, $kind: ResourceKind!) {
     resources(kind: $kind, first: $n) { edges { node { name
         references { secretName field } activeDeployment { deployedBy { name } } } } } }";
+const RESOURCE_RUNTIME_PRINCIPALS: &str = "query($n: Int!, $kind: ResourceKind!) {
+    resources(kind: $kind, first: $n) { nodes { name runtimePrincipals { name role } } } }";
+const SECRET_ALLOWED_RESOURCES: &str = "query($n: Int!, $tag: String!) {
+    secrets(first: $n, filter: { nameContains: $tag }) { nodes { name access
+        allowedResources { name } } } }";
+const BIND_RUNTIME: &str = "mutation($resourceId: ID!, $principalId: ID!) {
+    bindRuntime(input: { resourceId: $resourceId, principalId: $principalId }) {
+        resource { id } } }";
+const SET_ACCESS: &str = "mutation($input: SetSecretAccessInput!) {
+    setSecretAccess(input: $input) { secret { access } } }";
 const ONE_RESOURCE_REFERENCE_SECRETS: &str = "query($id: ID!) { resource(id: $id) {
     name references { secretName secret { name } } } }";
 const ONE_RESOURCE_PINS: &str = "query($id: ID!) { resource(id: $id) {
@@ -145,6 +155,11 @@ struct World {
     /// Its resources, oldest first.
     resource_ids: Vec<String>,
     resource_names: Vec<String>,
+    /// Secrets no resource references, each allowing exactly the world's resources
+    /// (selected access); their names contain this tag and not the world's.
+    acl_tag: &'static str,
+    /// The world's RUNTIME accounts, each bound to every resource of the world.
+    runtimes: Vec<String>,
 }
 
 /// The value of version `version` of `secret`.
@@ -212,6 +227,37 @@ async fn seed(app: &TestApp, size: usize, tag: &'static str, kind: &'static str)
         resource_ids.push(id(&data(&response)["upsertResource"]["resource"]));
     }
 
+    // n RUNTIME accounts, each bound to every resource; n secrets no resource uses, each
+    // allowing every resource.
+    let acl_tag = if tag == "SMALL" { "ACLS" } else { "ACLL" };
+    let runtimes: Vec<String> = (0..size).map(|i| format!("{lower}-runtime-{i}")).collect();
+    for name in &runtimes {
+        let input = json!({ "name": name, "role": "RUNTIME" });
+        let response = app
+            .admin(CREATE_SERVICE_ACCOUNT, json!({ "input": input }))
+            .await;
+        let account = id(&data(&response)["createServiceAccount"]["serviceAccount"]);
+        for resource_id in &resource_ids {
+            let binding = json!({ "resourceId": resource_id, "principalId": account });
+            data(&app.admin(BIND_RUNTIME, binding).await);
+        }
+    }
+    // Admin i makes ACL secret i and then (after all are made) sets its access: the
+    // newest n audit events are n different admins'.
+    let acl_secrets: Vec<String> = (0..size).map(|i| format!("{acl_tag}_{i:02}")).collect();
+    for (token, name) in tokens.iter().zip(&acl_secrets) {
+        let input = json!({ "name": name, "value": value(name, 1) });
+        data(
+            &app.gql(Some(token), CREATE_SECRET, json!({ "input": input }))
+                .await,
+        );
+    }
+    for (token, name) in tokens.iter().zip(&acl_secrets) {
+        let input = json!({ "input": { "name": name, "access": "SELECTED_RESOURCES",
+                                        "resourceIds": resource_ids } });
+        data(&app.gql(Some(token), SET_ACCESS, input).await);
+    }
+
     // ...and admin i deploys resource i.
     for (token, resource_id) in tokens.iter().zip(&resource_ids) {
         let response = app
@@ -229,6 +275,8 @@ async fn seed(app: &TestApp, size: usize, tag: &'static str, kind: &'static str)
         secrets,
         resource_ids,
         resource_names,
+        acl_tag,
+        runtimes,
     }
 }
 
@@ -279,12 +327,18 @@ fn cases(world: &World, worlds: &[&World]) -> Vec<Case> {
     let resource = json!({ "id": world.resource_ids[0] });
     let oldest_admins: Vec<&String> = worlds.iter().flat_map(|w| &w.admins).collect();
     let newest_admin = oldest_admins.last().expect("an admin").as_str();
-    let newest_secret = worlds
+    // The newest tokens are the last world's runtime accounts'.
+    let newest_account = worlds
         .last()
-        .expect("a world")
-        .secrets
-        .last()
-        .expect("a secret");
+        .and_then(|w| w.runtimes.last())
+        .expect("a runtime account")
+        .as_str();
+    // The newest audit event: the last world's last admin setting its ACL secret's access.
+    let newest_secret = &format!(
+        "{}_{:02}",
+        worlds.last().expect("a world").acl_tag,
+        worlds.last().expect("a world").size - 1
+    );
     let (first_secret, last_admin) = (&world.secrets[0], &world.admins[n - 1]);
     let (first_resource, last_resource) = (&world.resource_names[0], &world.resource_names[n - 1]);
     let pinned_values: Vec<String> = world.secrets.iter().map(|s| value(s, n)).collect();
@@ -304,7 +358,10 @@ fn cases(world: &World, worlds: &[&World]) -> Vec<Case> {
         Case::new("principals.nodes", PRINCIPALS_NODES, first.clone())
             .shapes(&["principals.nodes[].name"])
             // The bootstrap admin, then the admins of each world.
-            .fact("/principals/totalCount", 1 + oldest_admins.len())
+            .fact(
+                "/principals/totalCount",
+                1 + oldest_admins.len() + worlds.iter().map(|w| w.runtimes.len()).sum::<usize>(),
+            )
             .fact("/principals/pageInfo/hasNextPage", true)
             .fact("/principals/nodes/1/name", oldest_admins[0].as_str()),
         Case::new("principals.edges", PRINCIPALS_EDGES, first.clone())
@@ -312,14 +369,14 @@ fn cases(world: &World, worlds: &[&World]) -> Vec<Case> {
             .fact("/principals/edges/1/node/name", oldest_admins[0].as_str()),
         Case::new("apiTokens.nodes.principal", API_TOKENS_NODES, first.clone())
             .shapes(&["apiTokens.nodes[].principal.name"])
-            .fact("/apiTokens/nodes/0/principal/name", newest_admin),
+            .fact("/apiTokens/nodes/0/principal/name", newest_account),
         Case::new(
             "apiTokens.edges.node.principal",
             API_TOKENS_EDGES,
             first.clone(),
         )
         .shapes(&["apiTokens.edges[].node.principal.name"])
-        .fact("/apiTokens/edges/0/node/principal/name", newest_admin),
+        .fact("/apiTokens/edges/0/node/principal/name", newest_account),
         Case::new(
             "auditEvents.nodes.principal",
             AUDIT_EVENTS_NODES,
@@ -425,6 +482,26 @@ fn cases(world: &World, worlds: &[&World]) -> Vec<Case> {
         Case::new("resources.edges", RESOURCES_EDGES, of_kind.clone())
             .shapes(&["resources.edges[].node.name"])
             .fact("/resources/edges/0/node/id", world.resource_ids[0].as_str()),
+        Case::new(
+            "resources.nodes.runtimePrincipals",
+            RESOURCE_RUNTIME_PRINCIPALS,
+            of_kind.clone(),
+        )
+        .shapes(&["resources.nodes[].runtimePrincipals[].name"])
+        .fact(
+            "/resources/nodes/0/runtimePrincipals/*/name",
+            world.runtimes.clone(),
+        ),
+        Case::new(
+            "secrets.nodes.allowedResources",
+            SECRET_ALLOWED_RESOURCES,
+            json!({ "n": n, "tag": world.acl_tag }),
+        )
+        .shapes(&["secrets.nodes[].allowedResources[].name"])
+        .fact(
+            "/secrets/nodes/0/allowedResources/*/name",
+            world.resource_names.clone(),
+        ),
         Case::new(
             "resources.nodes.references",
             RESOURCE_REFERENCES,
