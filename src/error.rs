@@ -16,6 +16,94 @@ pub struct Blocker {
     pub deployed_version: Option<i32>,
 }
 
+/// Every `extensions.code` the API answers with: clients match on these, and the README's
+/// table of codes lists exactly these (a unit test holds the two together).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Code {
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    BadUserInput,
+    AlreadyExists,
+    VersionConflict,
+    HasDependents,
+    MissingSecrets,
+    SecretDisabled,
+    KmsUnavailable,
+    StorageFull,
+    DatabaseUnavailable,
+    IntegrityError,
+    GraphqlParseFailed,
+    GraphqlValidationFailed,
+    BadRequest,
+    PersistedQueryNotFound,
+    RateLimited,
+    Overloaded,
+    Timeout,
+    EventsMissed,
+    InternalServerError,
+}
+
+impl Code {
+    pub const ALL: [Code; 22] = [
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::BadUserInput,
+        Self::AlreadyExists,
+        Self::VersionConflict,
+        Self::HasDependents,
+        Self::MissingSecrets,
+        Self::SecretDisabled,
+        Self::KmsUnavailable,
+        Self::StorageFull,
+        Self::DatabaseUnavailable,
+        Self::IntegrityError,
+        Self::GraphqlParseFailed,
+        Self::GraphqlValidationFailed,
+        Self::BadRequest,
+        Self::PersistedQueryNotFound,
+        Self::RateLimited,
+        Self::Overloaded,
+        Self::Timeout,
+        Self::EventsMissed,
+        Self::InternalServerError,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::NotFound => "NOT_FOUND",
+            Self::BadUserInput => "BAD_USER_INPUT",
+            Self::AlreadyExists => "ALREADY_EXISTS",
+            Self::VersionConflict => "VERSION_CONFLICT",
+            Self::HasDependents => "HAS_DEPENDENTS",
+            Self::MissingSecrets => "MISSING_SECRETS",
+            Self::SecretDisabled => "SECRET_DISABLED",
+            Self::KmsUnavailable => "KMS_UNAVAILABLE",
+            Self::StorageFull => "STORAGE_FULL",
+            Self::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
+            Self::IntegrityError => "INTEGRITY_ERROR",
+            Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Self::BadRequest => "BAD_REQUEST",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Overloaded => "OVERLOADED",
+            Self::Timeout => "TIMEOUT",
+            Self::EventsMissed => "EVENTS_MISSED",
+            Self::InternalServerError => "INTERNAL_SERVER_ERROR",
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("authentication required: send `Authorization: Bearer <token>` with a valid token")]
@@ -77,25 +165,25 @@ impl Error {
     }
 
     /// The stable `extensions.code` clients match on.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::Unauthenticated => "UNAUTHENTICATED",
-            Self::Forbidden | Self::Denied(_) | Self::Protected(_) => "FORBIDDEN",
-            Self::NotFound(_) => "NOT_FOUND",
-            Self::BadInput(_) => "BAD_USER_INPUT",
-            Self::AlreadyExists(_) | Self::NameReserved(_) => "ALREADY_EXISTS",
-            Self::MissingSecrets(_) => "MISSING_SECRETS",
-            Self::SecretDisabled(_) => "SECRET_DISABLED",
-            Self::HasDependents(_) => "HAS_DEPENDENTS",
-            Self::VersionConflict { .. } => "VERSION_CONFLICT",
-            Self::KmsUnavailable(_) => "KMS_UNAVAILABLE",
-            Self::Integrity(_) => "INTEGRITY_ERROR",
+            Self::Unauthenticated => Code::Unauthenticated,
+            Self::Forbidden | Self::Denied(_) | Self::Protected(_) => Code::Forbidden,
+            Self::NotFound(_) => Code::NotFound,
+            Self::BadInput(_) => Code::BadUserInput,
+            Self::AlreadyExists(_) | Self::NameReserved(_) => Code::AlreadyExists,
+            Self::MissingSecrets(_) => Code::MissingSecrets,
+            Self::SecretDisabled(_) => Code::SecretDisabled,
+            Self::HasDependents(_) => Code::HasDependents,
+            Self::VersionConflict { .. } => Code::VersionConflict,
+            Self::KmsUnavailable(_) => Code::KmsUnavailable,
+            Self::Integrity(_) => Code::IntegrityError,
             Self::Db(_) | Self::Storage(_) => match self.storage() {
-                Some(Storage::Full) => "STORAGE_FULL",
-                Some(Storage::Unavailable) => "DATABASE_UNAVAILABLE",
-                None => "INTERNAL_SERVER_ERROR",
+                Some(Storage::Full) => Code::StorageFull,
+                Some(Storage::Unavailable) => Code::DatabaseUnavailable,
+                None => Code::InternalServerError,
             },
-            Self::Internal(_) => "INTERNAL_SERVER_ERROR",
+            Self::Internal(_) => Code::InternalServerError,
         }
     }
 
@@ -206,5 +294,29 @@ impl Storage {
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::Code;
+
+    /// The README's table of codes (under "### Errors") lists exactly [`Code::ALL`].
+    #[test]
+    fn the_readme_lists_every_code_and_no_other() {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n### Errors\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n#").next())
+            .expect("an Errors section in the README");
+        let documented: BTreeSet<&str> = section
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `")?.split('`').next())
+            .collect();
+        let defined: BTreeSet<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(documented, defined);
     }
 }

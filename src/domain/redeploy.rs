@@ -111,7 +111,7 @@ async fn record(db: &Db, actor: &Actor, secret: &secret::Model, done: &Redeploye
             .map(|(r, d)| with(r, "deployment", serde_json::json!(d.id)))
             .collect::<Vec<_>>(),
         "failed": done.failed.iter()
-            .map(|f| with(&f.resource, "code", f.error.code().into()))
+            .map(|f| with(&f.resource, "code", f.error.code().as_str().into()))
             .collect::<Vec<_>>(),
         "skipped": done.skipped.iter().map(named).collect::<Vec<_>>(),
     });

@@ -196,7 +196,7 @@ mod tests {
             &"N".repeat(129),
         ] {
             let err = SecretName::parse(bad).expect_err(bad);
-            assert_eq!(err.code(), "BAD_USER_INPUT");
+            assert_eq!(err.code(), crate::error::Code::BadUserInput);
         }
         assert_eq!(
             SecretName::parse("Hook_Key").map(|n| n.key()).ok(),

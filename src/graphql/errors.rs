@@ -1,16 +1,17 @@
 //! Error codes. Domain errors carry their code ([`crate::Error::code`]); errors raised
 //! by async-graphql itself get one here, so every error a client sees has a stable
 //! `extensions.code`, and none echoes a value the client sent or an internal cause.
+use crate::error::Code;
 use async_graphql::{ErrorExtensions, Pos, ServerError, Value};
 
 impl ErrorExtensions for crate::Error {
     fn extend(&self) -> async_graphql::Error {
         if self.is_internal() {
             // The cause stays here; the client gets `public_message`.
-            tracing::error!(code = self.code(), error = %self, "request failed");
+            tracing::error!(code = self.code().as_str(), error = %self, "request failed");
         }
         async_graphql::Error::new(self.public_message()).extend_with(|_, ext| {
-            ext.set("code", self.code());
+            ext.set("code", self.code().as_str());
             match self {
                 crate::Error::VersionConflict { expected, current } => {
                     ext.set("expectedVersion", *expected);
@@ -50,8 +51,8 @@ fn dependent_summary(d: &crate::error::Blocker) -> async_graphql::Value {
 }
 
 /// A GraphQL-shaped error body for refusals made before GraphQL runs (HTTP layer).
-pub fn error_response(code: &str, message: &str) -> serde_json::Value {
-    serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] })
+pub fn error_response(code: Code, message: &str) -> serde_json::Value {
+    serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] })
 }
 
 /// The `extensions.code` of an error, if it has one.
@@ -63,17 +64,17 @@ fn code_of(error: &ServerError) -> Option<&str> {
 }
 
 /// An error with `code`, for refusals made outside a resolver.
-pub fn coded(message: impl Into<String>, code: &'static str, at: Option<Pos>) -> ServerError {
+pub fn coded(message: impl Into<String>, code: Code, at: Option<Pos>) -> ServerError {
     let mut error = ServerError::new(message, at);
     set_code(&mut error, code);
     error
 }
 
-fn set_code(error: &mut ServerError, code: &'static str) {
+fn set_code(error: &mut ServerError, code: Code) {
     error
         .extensions
         .get_or_insert_with(Default::default)
-        .set("code", code);
+        .set("code", code.as_str());
 }
 
 /// A query that does not parse. The parser's message quotes the offending source line,
@@ -94,7 +95,7 @@ pub fn parse_failed(mut error: ServerError) -> ServerError {
         ),
         _ => format!("the query is not valid GraphQL: {}", scrub(&error.message)),
     };
-    set_code(&mut error, "GRAPHQL_PARSE_FAILED");
+    set_code(&mut error, Code::GraphqlParseFailed);
     error
 }
 
@@ -103,7 +104,7 @@ pub fn parse_failed(mut error: ServerError) -> ServerError {
 pub fn validation_failed(mut error: ServerError) -> ServerError {
     error.message = scrub(&error.message);
     if code_of(&error).is_none() {
-        set_code(&mut error, "GRAPHQL_VALIDATION_FAILED");
+        set_code(&mut error, Code::GraphqlValidationFailed);
     }
     error
 }
@@ -118,11 +119,11 @@ pub fn finish(errors: &mut [ServerError]) {
         }
         if error.message.starts_with("Failed to parse \"") {
             error.message = scrub(&error.message);
-            set_code(error, "BAD_USER_INPUT");
+            set_code(error, Code::BadUserInput);
         } else {
             tracing::error!(error = %error.message, path = ?error.path, "request failed");
             error.message = "internal server error".to_owned();
-            set_code(error, "INTERNAL_SERVER_ERROR");
+            set_code(error, Code::InternalServerError);
         }
     }
 }
@@ -241,7 +242,7 @@ mod tests {
             ),
             // Anything else uncoded is ours: a missing context entry, say.
             ServerError::new("Data `AppData` does not exist.", None),
-            coded("refused", "FORBIDDEN", None),
+            coded("refused", Code::Forbidden, None),
         ];
         finish(&mut errors);
         let seen: Vec<(&str, Option<&str>)> = errors

@@ -28,7 +28,7 @@ use crate::{
 };
 
 /// The `extensions.code` of the error that ends a subscription which missed events.
-pub const EVENTS_MISSED: &str = "EVENTS_MISSED";
+pub const EVENTS_MISSED: &str = crate::error::Code::EventsMissed.as_str();
 
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
 #[graphql(remote = "events::SecretEventKind")]

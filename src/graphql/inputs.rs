@@ -7,6 +7,7 @@
 //! (it is encrypted, never displayed by us); a `description` may hold tab and newline; every
 //! other string (names, fields, ids, filters, cursors) holds none. Literals in the document
 //! and variables are walked alike, against the types the schema gives each argument.
+use crate::error::Code;
 use std::collections::HashSet;
 
 use async_graphql::{
@@ -265,7 +266,7 @@ fn refuse_control(text: &str, rule: TextRule, place: &Place<'_>) -> Result<(), S
     );
     Err(super::errors::coded(
         message,
-        "BAD_USER_INPUT",
+        Code::BadUserInput,
         Some(place.pos),
     ))
 }

@@ -68,7 +68,7 @@ pub fn check(doc: &ExecutableDocument, limits: &OperationLimits) -> Result<(), S
             None
         };
         if let Some(message) = refusal {
-            let code = "GRAPHQL_VALIDATION_FAILED";
+            let code = crate::error::Code::GraphqlValidationFailed;
             return Err(super::errors::coded(message, code, Some(operation.pos)));
         }
     }

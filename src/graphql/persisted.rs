@@ -14,6 +14,7 @@
 //! organization can neither learn which queries another runs (a hash that answers without
 //! `PERSISTED_QUERY_NOT_FOUND` would say so) nor plant a query for it, and a caller without
 //! a valid token can neither fill the cache nor probe it.
+use crate::error::Code;
 use std::sync::Arc;
 
 use async_graphql::{Request, ServerError};
@@ -69,7 +70,7 @@ impl PersistedQueries {
             let found = org.and_then(|org| self.queries.get(&(org, hash)));
             let query = found.ok_or_else(|| {
                 // Apollo clients look for this message (and this code).
-                coded("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND", None)
+                coded("PersistedQueryNotFound", Code::PersistedQueryNotFound, None)
             })?;
             request.query = query.to_string();
             return Ok(());
@@ -78,7 +79,7 @@ impl PersistedQueries {
         if digest != hash {
             return Err(coded(
                 "`persistedQuery.sha256Hash` is not the SHA-256 of the query",
-                "BAD_REQUEST",
+                Code::BadRequest,
                 None,
             ));
         }
@@ -110,7 +111,7 @@ fn requested_hash(request: &Request) -> Result<Option<[u8; 32]>, ServerError> {
     let refuse = || {
         coded(
             "`extensions.persistedQuery` is `{\"version\": 1, \"sha256Hash\": \"<64 hex digits>\"}`",
-            "BAD_REQUEST",
+            Code::BadRequest,
             None,
         )
     };

@@ -9,6 +9,7 @@
 //! 3. *resolve*: a field error becomes a `null` placeholder (the error is kept);
 //! 4. *execute*: the data is shaped as the spec says ([`super::shape`]);
 //! 5. every error leaves with a code ([`super::errors::finish`]).
+use crate::error::Code;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_graphql::{
@@ -165,7 +166,7 @@ impl Extension for PipelineRun {
             return Response::from_errors(vec![errors::coded(
                 "subscriptions are served over WebSocket at /graphql/ws (protocol \
                  graphql-transport-ws), not over HTTP",
-                "BAD_REQUEST",
+                Code::BadRequest,
                 None,
             )]);
         }
@@ -227,7 +228,7 @@ fn missing_variables(
                 "variable `${}` of type `{}` was not given a value",
                 definition.node.name.node, definition.node.var_type.node
             );
-            errors::coded(message, "BAD_USER_INPUT", Some(definition.pos))
+            errors::coded(message, Code::BadUserInput, Some(definition.pos))
         })
         .collect()
 }
@@ -239,7 +240,7 @@ fn unknown_operation(name: Option<&str>) -> ServerError {
         Some(_) => "the document has no operation of the name given in `operationName`",
         None => "the document holds several operations: name the one to run in `operationName`",
     };
-    errors::coded(message, "BAD_REQUEST", None)
+    errors::coded(message, Code::BadRequest, None)
 }
 
 /// The response path of a field being resolved.

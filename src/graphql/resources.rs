@@ -606,7 +606,7 @@ impl ResourceMutation {
                 .failed
                 .into_iter()
                 .map(|failure| RedeployFailure {
-                    code: failure.error.code().to_owned(),
+                    code: failure.error.code().as_str().to_owned(),
                     message: failure.error.public_message(),
                     resource: Resource(failure.resource),
                 })

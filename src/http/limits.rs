@@ -3,6 +3,7 @@
 //! without a valid token (governor, GCRA). The defaults
 //! leave a well-behaved client alone: 32 connections driven flat out by one token are a
 //! benchmark, not an attack. Refusals are GraphQL-shaped, with a code.
+use crate::error::Code;
 use std::{net::IpAddr, num::NonZeroU32, sync::Arc, time::Duration};
 
 use axum::{
@@ -196,7 +197,7 @@ impl RateLimited {
                 format!("this token is over its rate limit; retry in {wait} s (nothing was run)")
             }
         };
-        let mut body = error_response("RATE_LIMITED", &message);
+        let mut body = error_response(Code::RateLimited, &message);
         body["errors"][0]["extensions"]["retryAfterSeconds"] = wait.into();
         let mut response = media.respond(StatusCode::TOO_MANY_REQUESTS, &body);
         response
@@ -210,7 +211,7 @@ impl RateLimited {
 pub async fn load_refusal(timeout: Duration, media: Media, error: BoxError) -> Response {
     let (code, message, retry) = if error.is::<tower::timeout::error::Elapsed>() {
         (
-            "TIMEOUT",
+            Code::Timeout,
             format!(
                 "the request did not finish within {} s and was abandoned; a change it was \
                  making may or may not have been committed: check before retrying",
@@ -220,7 +221,7 @@ pub async fn load_refusal(timeout: Duration, media: Media, error: BoxError) -> R
         )
     } else if error.is::<tower::load_shed::error::Overloaded>() {
         (
-            "OVERLOADED",
+            Code::Overloaded,
             "the server is serving as many requests as it allows; nothing was run: \
              retry shortly"
                 .to_owned(),
@@ -229,7 +230,7 @@ pub async fn load_refusal(timeout: Duration, media: Media, error: BoxError) -> R
     } else {
         tracing::error!(error = %error, "request failed in a middleware");
         (
-            "INTERNAL_SERVER_ERROR",
+            Code::InternalServerError,
             "internal server error".to_owned(),
             None,
         )

@@ -13,6 +13,7 @@
 //!
 //! Refusals made before GraphQL runs (400, 405, 413, 415, 429, 503) are GraphQL-shaped too
 //! and travel under the negotiated type.
+use crate::error::Code;
 use std::collections::BTreeMap;
 
 use async_graphql::{BatchResponse, ServerError, Value};
@@ -145,7 +146,7 @@ impl Media {
     }
 
     /// A GraphQL-shaped refusal made outside GraphQL (`{"errors": [...]}`, no `data`).
-    pub fn refusal(self, status: StatusCode, code: &str, message: &str) -> Response {
+    pub fn refusal(self, status: StatusCode, code: Code, message: &str) -> Response {
         self.respond(status, &error_response(code, message))
     }
 
@@ -155,7 +156,7 @@ impl Media {
             Ok(bytes) => (status, [(CONTENT_TYPE, self.content_type())], bytes).into_response(),
             Err(e) => {
                 tracing::error!(error = %e, "could not serialize a response");
-                let body = error_response("INTERNAL_SERVER_ERROR", "internal server error");
+                let body = error_response(Code::InternalServerError, "internal server error");
                 let bytes = body.to_string().into_bytes();
                 let status = StatusCode::INTERNAL_SERVER_ERROR;
                 (status, [(CONTENT_TYPE, self.content_type())], bytes).into_response()
@@ -204,7 +205,7 @@ impl Media {
 pub fn not_acceptable() -> Response {
     Media::Json.refusal(
         StatusCode::NOT_ACCEPTABLE,
-        "BAD_REQUEST",
+        Code::BadRequest,
         "this endpoint answers in application/graphql-response+json or application/json; \
          the Accept header allows neither",
     )

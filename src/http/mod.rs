@@ -10,6 +10,7 @@ mod probes;
 pub mod server;
 mod ws;
 
+use crate::error::Code;
 use std::{
     net::{IpAddr, SocketAddr},
     sync::Arc,
@@ -231,7 +232,7 @@ async fn authenticate(
             let code = if e.is_retryable() {
                 e.code()
             } else {
-                "INTERNAL_SERVER_ERROR"
+                Code::InternalServerError
             };
             let mut body = crate::graphql::error_response(
                 code,
@@ -397,7 +398,7 @@ async fn graphql_post(
     if !media::is_json_body(&headers) {
         return media.refusal(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "BAD_REQUEST",
+            Code::BadRequest,
             "send the request as JSON, with `Content-Type: application/json`",
         );
     }
@@ -413,7 +414,7 @@ async fn graphql_post(
             state.limits.max_batch,
             requests.len()
         );
-        return media.refusal(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message);
+        return media.refusal(StatusCode::BAD_REQUEST, Code::BadRequest, &message);
     }
     execute(&state, peer, &headers, media, batch).await
 }
@@ -454,7 +455,7 @@ async fn graphql_get(
         if operation == Some(OperationType::Mutation) {
             let mut response = media.refusal(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "BAD_REQUEST",
+                Code::BadRequest,
                 "mutations are only accepted over POST",
             );
             response

@@ -4,6 +4,7 @@
 //!
 //! Read here rather than by async-graphql's own readers: those take a missing `query` for
 //! an empty document and spell the GET parameter `operation_name`.
+use crate::error::Code;
 use async_graphql::{BatchRequest, Extensions, Request, Variables};
 use axum::{
     body::Bytes,
@@ -48,7 +49,7 @@ impl Unreadable {
                 "the request has no `query`: send the GraphQL document in it",
             ),
         };
-        media.refusal(status, "BAD_REQUEST", message)
+        media.refusal(status, Code::BadRequest, message)
     }
 }
 

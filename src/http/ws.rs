@@ -52,6 +52,7 @@
 //!   answers a client's `ping` with a `pong`; either counts as a sign of life.
 //!
 //! Every close the server sends is counted in `strongroom_subscription_closes_total{code}`.
+use crate::error::Code;
 use std::{
     borrow::Cow,
     collections::{HashMap, HashSet},
@@ -237,7 +238,7 @@ pub async fn graphql_ws(
     if !offered {
         return Media::for_refusal(&headers).refusal(
             StatusCode::BAD_REQUEST,
-            "BAD_REQUEST",
+            Code::BadRequest,
             "subscriptions speak the graphql-transport-ws protocol: send \
              `Sec-WebSocket-Protocol: graphql-transport-ws`",
         );
@@ -254,7 +255,7 @@ pub async fn graphql_ws(
         return refused(
             &headers,
             StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
+            Code::RateLimited,
             &message,
         );
     };
@@ -262,7 +263,7 @@ pub async fn graphql_ws(
         return refused(
             &headers,
             StatusCode::SERVICE_UNAVAILABLE,
-            "OVERLOADED",
+            Code::Overloaded,
             "the server has as many subscription connections open as it allows; retry later",
         );
     };
@@ -307,7 +308,7 @@ fn client_key(peer: IpAddr) -> IpAddr {
 
 /// A refused upgrade, with `Retry-After` (and the same in `extensions.retryAfterSeconds`,
 /// as the rate limit's refusals have it).
-fn refused(headers: &HeaderMap, status: StatusCode, code: &str, message: &str) -> Response {
+fn refused(headers: &HeaderMap, status: StatusCode, code: Code, message: &str) -> Response {
     let mut body = error_response(code, message);
     body["errors"][0]["extensions"]["retryAfterSeconds"] = RETRY_AFTER_SECS.into();
     let mut refused = Media::for_refusal(headers).respond(status, &body);
@@ -436,7 +437,7 @@ impl Session {
                     let error = serde_json::json!({
                         "id": id,
                         "type": "error",
-                        "payload": [{ "message": message, "extensions": { "code": "RATE_LIMITED" } }],
+                        "payload": [{ "message": message, "extensions": { "code": Code::RateLimited.as_str() } }],
                     });
                     Message::Text(error.to_string().into())
                 }
