@@ -52,6 +52,11 @@ pub enum Permission {
     /// A resource's pinned values (`resourceSecrets`). A RUNTIME principal only for the
     /// resources bound to it (the resolver checks).
     FetchPinned,
+    /// How a resource's references stand, as they change (`dependentEvents` and the
+    /// `Dependent`s it carries). A RUNTIME principal only for a resource bound to it (the
+    /// subscription checks, at its start and at every event); every other path to a
+    /// dependent needs [`Permission::Inspect`] at its root.
+    WatchResources,
     /// Changing resources and deploying them (protected resources: admins only).
     EditResources,
     /// Changing secrets, access, principals and tokens.
@@ -79,16 +84,23 @@ impl Role {
                 P::Identify | P::ReadResources | P::EditResources
             ),
             Self::Viewer => matches!(permission, P::Identify | P::ReadResources),
-            Self::Inspector => matches!(permission, P::Identify | P::ReadResources | P::Inspect),
-            Self::Runtime => matches!(permission, P::Identify | P::ReadResources | P::FetchPinned),
+            Self::Inspector => matches!(
+                permission,
+                P::Identify | P::ReadResources | P::Inspect | P::WatchResources
+            ),
+            Self::Runtime => matches!(
+                permission,
+                P::Identify | P::ReadResources | P::FetchPinned | P::WatchResources
+            ),
         }
     }
 
-    /// Whether a principal of this role may hold a subscription connection: every
-    /// subscription field needs [`Permission::Inspect`], so anyone else is refused at
-    /// `connection_init` rather than acknowledged and then refused field by field.
+    /// Whether a principal of this role may hold a subscription connection: those that
+    /// may subscribe to something (secret events need [`Permission::Inspect`], dependent
+    /// events [`Permission::WatchResources`]). Anyone else is refused at `connection_init`
+    /// rather than acknowledged and then refused field by field.
     pub fn may_subscribe(self) -> bool {
-        self.allows(Permission::Inspect)
+        self.allows(Permission::Inspect) || self.allows(Permission::WatchResources)
     }
 
     pub fn parse(stored: &str) -> crate::Result<Self> {

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     domain::{
-        Permission, SecretName, dependents,
+        Permission, Role, SecretName, dependents,
         events::{self, Change, Notice},
         resources,
     },
@@ -130,15 +130,18 @@ impl SubscriptionRoot {
     }
 
     /// Dependents whose state changed: of one secret, of one resource, or all of the
-    /// organization's.
-    #[graphql(guard = "RoleGuard::new(Permission::Inspect)")]
+    /// organization's. A RUNTIME account watches a resource bound to it (`resourceId`),
+    /// and hears nothing more once it is unbound.
+    #[graphql(guard = "RoleGuard::new(Permission::WatchResources)")]
     async fn dependent_events(
         &self,
         ctx: &Context<'_>,
         secret_name: Option<String>,
         resource_id: Option<ID>,
     ) -> Result<impl Stream<Item = Result<DependentEvent>> + use<>> {
-        let org_id = actor(ctx)?.org_id();
+        let principal = actor(ctx)?.principal;
+        let org_id = principal.org_id;
+        let visible = resources::Visible::to(&principal);
         let keys = match secret_name {
             Some(name) => Some(name_keys(&[name])?),
             None => None,
@@ -148,6 +151,22 @@ impl SubscriptionRoot {
             None => None,
         };
         let db = app(ctx)?.db.clone();
+        if principal.role == Role::Runtime {
+            let bound = match resource {
+                Some(id) => resources::find_visible(db.read(), visible, id)
+                    .await
+                    .map_err(|e| e.extend())?,
+                None => None,
+            };
+            if bound.is_none() {
+                return Err(crate::Error::Denied(
+                    "a RUNTIME account watches the dependent events of a resource bound to \
+                     it: pass that resource's resourceId"
+                        .into(),
+                )
+                .extend());
+            }
+        }
         let feed = db.events().subscribe();
         Ok(deliveries(feed, move |notice| {
             let (db, keys) = (db.clone(), keys.clone());
@@ -169,7 +188,9 @@ impl SubscriptionRoot {
                 {
                     return None;
                 }
-                let row = match resources::find(db.read(), org_id, *resource_id).await {
+                // Seen through the subscriber's eyes at every event: an account unbound
+                // since hears nothing more.
+                let row = match resources::find_visible(db.read(), visible, *resource_id).await {
                     Ok(Some(row)) => row,
                     // Deleted since: nothing left to describe.
                     Ok(None) => return None,

@@ -215,7 +215,7 @@ impl PinnedSecret {
 /// A resource that references a secret, and whether it runs the current version.
 // ADMIN only on the type itself, as `Secret`: no field that returns one can leak it.
 #[derive(SimpleObject)]
-#[graphql(complex, guard = "RoleGuard::new(Permission::Inspect)")]
+#[graphql(complex, guard = "RoleGuard::new(Permission::WatchResources)")]
 pub struct Dependent {
     #[graphql(skip)]
     inner: dependents::Dependent,
@@ -226,7 +226,7 @@ pub struct Dependent {
     deployed_at: Option<DateTime<Utc>>,
 }
 
-#[ComplexObject(guard = "RoleGuard::new(Permission::Inspect)")]
+#[ComplexObject(guard = "RoleGuard::new(Permission::WatchResources)")]
 impl Dependent {
     async fn resource(&self) -> Resource {
         Resource(self.inner.resource.clone())

@@ -120,7 +120,7 @@ mod close {
 
 /// The close reason for a principal whose role may not subscribe: at `connection_init`
 /// and when a connected token's role changes.
-const MAY_NOT_SUBSCRIBE: &str = "Forbidden: only admins and inspectors may subscribe; connect with an ADMIN or INSPECTOR principal's token";
+const MAY_NOT_SUBSCRIBE: &str = "Forbidden: members and viewers may not subscribe; connect with an ADMIN, INSPECTOR or RUNTIME token";
 
 /// The server's live subscription connections: told when the server shuts down, counted
 /// so that shutdown can wait for their close frames to go out, and capped.

@@ -2,9 +2,13 @@
 //! resources bound to it; an INSPECTOR reads what an admin reads but no value and changes
 //! nothing. (`guards` proves the same for every field of the schema; these follow a
 //! pipeline's runtime and an integration service through what they would do.)
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
-use crate::helpers::{Api, Replica};
+use crate::helpers::{
+    Api, DEPENDENT_EVENTS, Incoming, Replica, SECRET_EVENTS, Subscriber, UPDATE_SECRET,
+};
 
 use crate::helpers::{
     CREATE_SECRET, SECRET, SECRET_COUNT, SECRET_VALUE, Store, TestApp, UPSERT_RESOURCE,
@@ -21,6 +25,7 @@ both_stores!(
     narrowing_follows_the_delete_rules,
     a_new_secret_can_start_with_no_resource_allowed,
     narrowing_races_deploys,
+    a_runtime_watches_only_the_resource_bound_to_it,
 );
 
 const SET_ACCESS: &str = "mutation($input: SetSecretAccessInput!) {
@@ -733,4 +738,96 @@ async fn race_narrowing_against_deploys(
         .await;
     assert_eq!(leaks, 0);
     println!("narrowing vs deploy: {narrowed} narrowed first, {deployed} deployed first");
+}
+
+/// The code of the refusal `ws` gets for subscription `id` (an `error` message, or a
+/// `next` carrying errors).
+async fn refusal_of(ws: &mut Subscriber, id: &str) -> String {
+    loop {
+        match ws.recv().await {
+            Incoming::Error { id: got, payload } if got == id => {
+                return payload[0]["extensions"]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            Incoming::Next { id: got, payload } if got == id => {
+                return payload["errors"][0]["extensions"]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            // An earlier refused subscription's end.
+            Incoming::Complete { id: got } if got != id => {}
+            other => panic!("expected subscription {id} refused, got {other:?}"),
+        }
+    }
+}
+
+/// A RUNTIME account may hold a subscription connection, for `dependentEvents` of a
+/// resource bound to it (what `strongroom run --watch` needs) and nothing else: no secret
+/// events, no organization-wide or unbound dependent events; it sees its pipeline go
+/// STALE when the secret is updated and UP_TO_DATE when redeployed.
+async fn a_runtime_watches_only_the_resource_bound_to_it(store: Store) {
+    let app = TestApp::spawn(store).await;
+    app.create_secret("WATCHED_KEY", "v1").await;
+    let watched = app
+        .deploy_pipeline("watched", &[("WATCHED_KEY", "k")])
+        .await;
+    let unwatched = app
+        .deploy_pipeline("unwatched", &[("WATCHED_KEY", "k")])
+        .await;
+    let runtime = app.create_service_account("RUNTIME").await;
+    data(&app.admin(BIND, bind_vars(&watched, &runtime.id)).await);
+
+    let mut ws = Subscriber::start(&app.api, &runtime.token).await;
+    for (query, variables) in [
+        (SECRET_EVENTS, json!({ "names": ["WATCHED_KEY"] })),
+        (DEPENDENT_EVENTS, json!({})),
+        (DEPENDENT_EVENTS, json!({ "resourceId": unwatched })),
+    ] {
+        let id = ws.subscribe(query, variables.clone()).await;
+        assert_eq!(refusal_of(&mut ws, &id).await, "FORBIDDEN", "{variables}");
+    }
+    let id = ws
+        .subscribe(DEPENDENT_EVENTS, json!({ "resourceId": watched }))
+        .await;
+    // The server starts listening when it first runs the subscription: change the secret
+    // (STALE) and redeploy (UP_TO_DATE) until an event arrives, a bounded number of times.
+    let mut event = None;
+    for round in 0..20 {
+        let input =
+            json!({ "input": { "name": "WATCHED_KEY", "value": format!("v{}", round + 2) } });
+        data(&app.admin(UPDATE_SECRET, input).await);
+        if let Some(message) = next_message(&mut ws).await {
+            event = Some(message);
+            break;
+        }
+        data(&app.admin(DEPLOY, json!({ "id": watched })).await);
+        if let Some(message) = next_message(&mut ws).await {
+            event = Some(message);
+            break;
+        }
+    }
+    let Some(Incoming::Next { id: got, payload }) = event else {
+        panic!("no dependent event reached the runtime: {event:?}");
+    };
+    assert_eq!(got, id);
+    assert!(payload.get("errors").is_none(), "{payload}");
+    let dependent = &payload["data"]["dependentEvents"]["dependent"];
+    assert_eq!(dependent["resource"]["name"], "watched", "{payload}");
+    assert!(
+        ["STALE", "UP_TO_DATE"].contains(&dependent["state"].as_str().unwrap_or_default()),
+        "{payload}"
+    );
+}
+
+/// The next message within half a second, past the ends of refused subscriptions.
+async fn next_message(ws: &mut Subscriber) -> Option<Incoming> {
+    loop {
+        match ws.recv_within(Duration::from_millis(500)).await? {
+            Incoming::Complete { .. } => {}
+            message => return Some(message),
+        }
+    }
 }

@@ -309,7 +309,7 @@ async fn members_and_viewers_are_refused(store: Store) {
             Some(Err((code, reason))) => {
                 assert_eq!(code, 4403, "{role}: {reason}");
                 assert!(
-                    reason.contains("only admins and inspectors may subscribe"),
+                    reason.contains("members and viewers may not subscribe"),
                     "{role}: {reason}"
                 );
             }

@@ -53,22 +53,22 @@ async fn refused_at_init(app: &TestApp, token: &str) -> (u16, String) {
     }
 }
 
-/// A viewer's, a member's and a runtime's valid tokens are closed at `connection_init` with
-/// 4403 and a reason that says who may subscribe (before the change they were acknowledged,
+/// A viewer's and a member's valid tokens are closed at `connection_init` with 4403 and a
+/// reason that says who may subscribe (before the change they were acknowledged,
 /// and only each subscription was refused); an inspector is acknowledged and receives
 /// events; an admin service account is acknowledged, and
 /// when its role is taken away (here by the database, as no mutation changes a role yet)
 /// its open connection is closed with the same code and reason. Every close is counted.
 async fn only_a_principal_that_may_subscribe_is_acknowledged(store: Store) {
     let app = TestApp::spawn(store).await;
-    for role in ["VIEWER", "MEMBER", "RUNTIME"] {
+    for role in ["VIEWER", "MEMBER"] {
         let token = app.new_principal_token(role).await;
         let (code, reason) = refused_at_init(&app, &token).await;
         assert_eq!(code, 4403, "{role}: {reason}");
         assert_eq!(
             reason,
-            "Forbidden: only admins and inspectors may subscribe; connect with an ADMIN or \
-             INSPECTOR principal's token",
+            "Forbidden: members and viewers may not subscribe; connect with an ADMIN, \
+             INSPECTOR or RUNTIME token",
             "{role}"
         );
     }
@@ -99,13 +99,13 @@ async fn only_a_principal_that_may_subscribe_is_acknowledged(store: Store) {
     let (code, reason) = ws.closed().await;
     assert_eq!(code, 4403, "{reason}");
     assert!(
-        reason.contains("only admins and inspectors may subscribe"),
+        reason.contains("members and viewers may not subscribe"),
         "{reason}"
     );
     // And it cannot come back.
     let (code, _) = refused_at_init(&app, &account.token).await;
     assert_eq!(code, 4403);
-    wait_for_closes(&app, 4403, 5).await;
+    wait_for_closes(&app, 4403, 4).await;
 }
 
 /// "A per-principal share that leaves an admin room": with a per-principal cap of 3 under a
