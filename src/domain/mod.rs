@@ -19,7 +19,8 @@ pub mod workload;
 use uuid::Uuid;
 
 pub use values::{
-    Description, PrincipalName, ReferenceField, ResourceName, SecretName, SecretValue,
+    Description, PrincipalName, RecoveryWindow, ReferenceField, ResourceName, RotationPeriod,
+    SecretName, SecretValue,
 };
 
 /// A principal's role (DESIGN §3, §9). ADMIN, MEMBER and VIEWER are for people and

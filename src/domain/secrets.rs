@@ -93,12 +93,8 @@ impl SecretUpdate {
 
 /// Days between value changes before rotation is due: 1 to 3650.
 pub fn check_rotation_period(days: Option<i32>) -> Result<Option<i32>> {
-    match days {
-        Some(days) if !(1..=3650).contains(&days) => Err(Error::bad_input(
-            "`rotationPeriodDays` is 1 to 3650 days (omit it, or send null, for none)",
-        )),
-        other => Ok(other),
-    }
+    days.map(|days| super::RotationPeriod::days(days).map(super::RotationPeriod::as_days))
+        .transpose()
 }
 
 /// When rotation is due after a value change at `changed`.

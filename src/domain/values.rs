@@ -177,8 +177,82 @@ impl ReferenceField {
     }
 }
 
+/// How long a deleted secret stays restorable before it is purged: 0 to 30 days (0
+/// shreds it at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoveryWindow(chrono::TimeDelta);
+
+impl RecoveryWindow {
+    pub const MAX_DAYS: i32 = 30;
+
+    /// A window a `deleteSecret` call asks for, in whole days.
+    pub fn days(days: i32) -> Result<Self> {
+        if !(0..=Self::MAX_DAYS).contains(&days) {
+            return Err(Error::bad_input(
+                "`recoveryWindowDays` is 0 to 30 (0 purges at once)",
+            ));
+        }
+        Ok(Self(chrono::TimeDelta::days(i64::from(days))))
+    }
+
+    /// The server's default (`STRONGROOM_RECOVERY_WINDOW_DAYS`, or `_SECS`), already
+    /// bounded by the settings parser.
+    pub fn configured(window: chrono::TimeDelta) -> Self {
+        Self(window)
+    }
+
+    pub fn as_delta(self) -> chrono::TimeDelta {
+        self.0
+    }
+}
+
+/// Days between value changes before rotation is due: 1 to 3650.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotationPeriod(i32);
+
+impl RotationPeriod {
+    pub fn days(days: i32) -> Result<Self> {
+        if !(1..=3650).contains(&days) {
+            return Err(Error::bad_input(
+                "`rotationPeriodDays` is 1 to 3650 days (omit it, or send null, for none)",
+            ));
+        }
+        Ok(Self(days))
+    }
+
+    pub fn as_days(self) -> i32 {
+        self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn recovery_windows_and_rotation_periods_have_their_ranges() {
+        use super::{RecoveryWindow, RotationPeriod};
+        assert_eq!(
+            RecoveryWindow::days(0).map(RecoveryWindow::as_delta).ok(),
+            Some(chrono::TimeDelta::zero())
+        );
+        assert_eq!(
+            RecoveryWindow::days(30).map(RecoveryWindow::as_delta).ok(),
+            Some(chrono::TimeDelta::days(30))
+        );
+        for bad in [-1, 31] {
+            let err = RecoveryWindow::days(bad).expect_err("out of range");
+            assert_eq!(err.code(), crate::error::Code::BadUserInput);
+        }
+        assert_eq!(
+            RotationPeriod::days(1).map(RotationPeriod::as_days).ok(),
+            Some(1)
+        );
+        assert_eq!(
+            RotationPeriod::days(3650).map(RotationPeriod::as_days).ok(),
+            Some(3650)
+        );
+        assert!(RotationPeriod::days(0).is_err() && RotationPeriod::days(3651).is_err());
+    }
+
     use super::*;
 
     #[test]

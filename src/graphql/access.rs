@@ -3,9 +3,9 @@
 use async_graphql::{Context, Enum, ID, InputObject, Object, ResultExt, SimpleObject};
 
 use super::{
+    dependents::{Dependent, dependents},
     guard::{RoleGuard, actor, app},
     ids,
-    resources::{Dependent, dependents},
     secrets::Secret,
 };
 use crate::domain::{

@@ -13,10 +13,10 @@ use tokio::sync::broadcast::{Receiver, error::RecvError};
 use uuid::Uuid;
 
 use super::{
+    dependents::{Dependent, DependentState},
     guard::{RoleGuard, actor, app},
     identity::{Principal, load_principal},
     ids,
-    resources::{Dependent, DependentState},
 };
 use crate::{
     domain::{

@@ -2,6 +2,7 @@
 //! between GraphQL types and [`crate::domain`] calls; they hold no business rules.
 mod access;
 mod audit;
+mod dependents;
 mod errors;
 mod events;
 mod guard;
@@ -15,6 +16,7 @@ mod node;
 mod paging;
 mod persisted;
 mod pipeline;
+mod request;
 mod resources;
 mod secrets;
 mod shape;
@@ -27,7 +29,7 @@ use crate::{
     config::Limits,
     crypto::KeyProvider,
     db::Db,
-    domain::{Principal, audit::AuditLog, plaintext::Plaintext, usage::Usage},
+    domain::{audit::AuditLog, plaintext::Plaintext, usage::Usage},
 };
 use async_graphql::{
     MergedObject, Schema, SchemaBuilder,
@@ -39,6 +41,7 @@ pub use events::{EVENTS_MISSED, SubscriptionRoot};
 pub use guard::Denials;
 pub use limits::OperationLimits;
 pub use persisted::PersistedQueries;
+pub use request::{Auth, OverHttp, RequestCtx};
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
@@ -96,44 +99,6 @@ impl AppData {
         }
     }
 }
-
-/// Who is asking, per request.
-#[derive(Clone, Debug)]
-pub enum Auth {
-    /// No `Authorization` header.
-    Anonymous,
-    /// A header with an unknown, revoked or expired token.
-    Invalid,
-    Principal(Principal),
-}
-
-/// Per-request data: the caller, the request id (for the audit log) and the fields its
-/// guards refused (shared by the operations of a batch).
-#[derive(Clone, Debug)]
-pub struct RequestCtx {
-    pub auth: Auth,
-    pub request_id: Option<String>,
-    pub denials: Arc<Denials>,
-    /// What the principal authenticated with (for the audit log).
-    pub credential: Option<crate::domain::Credential>,
-}
-
-impl RequestCtx {
-    /// The authenticated caller as a domain actor; `None` without a principal.
-    pub fn actor(&self) -> Option<crate::domain::Actor> {
-        match &self.auth {
-            Auth::Principal(principal) => Some(crate::domain::Actor {
-                principal: principal.clone(),
-                request_id: self.request_id.clone(),
-                credential: self.credential.clone(),
-            }),
-            Auth::Anonymous | Auth::Invalid => None,
-        }
-    }
-}
-
-/// Marks a request that came over HTTP (`/graphql`) rather than the WebSocket.
-pub struct OverHttp;
 
 /// The schema without runtime data: what the SDL export and the server share.
 pub fn schema_builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {

@@ -10,15 +10,17 @@ use entity::{secret, secret_version};
 
 use super::{
     access::SecretAccess,
+    dependents::{Dependent, dependents},
     guard::{RoleGuard, actor, app},
     identity::{Principal, load_principal},
     ids,
     loaders::{AllowedResourcesOf, DependentsOf, VersionsPage, load, prime_dependents},
     paging::{TotalCount, page_complexity, paged, to_connection},
-    resources::{Dependent, Resource, dependents},
+    resources::Resource,
 };
 use crate::domain::{
-    Description, Page, PageRequest, Permission, SecretName, SecretValue, dependents,
+    Description, Page, PageRequest, Permission, RecoveryWindow, SecretName, SecretValue,
+    dependents,
     secrets::{self as service, ListFilter, NewSecret, SecretUpdate, check_rotation_period},
 };
 
@@ -487,14 +489,10 @@ impl SecretMutation {
         let name = parse_name(&input.name)?;
         let data = app(ctx)?;
         let window = match input.recovery_window_days {
-            None => data.recovery_window,
-            Some(days @ 0..=30) => chrono::TimeDelta::days(i64::from(days)),
-            Some(_) => {
-                let error =
-                    crate::Error::bad_input("`recoveryWindowDays` is 0 to 30 (0 purges at once)");
-                return Err(async_graphql::ErrorExtensions::extend(&error));
-            }
-        };
+            None => RecoveryWindow::configured(data.recovery_window),
+            Some(days) => RecoveryWindow::days(days).extend()?,
+        }
+        .as_delta();
         let outcome = service::delete(&data.db, &actor, &name, input.force, input.dry_run, window)
             .await
             .extend()?;
