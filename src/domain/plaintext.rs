@@ -168,6 +168,11 @@ impl Plaintext<'_> {
     /// nothing, when the deployment failed or a pinned secret is missing or deleted
     /// (`MISSING_SECRETS`), or when one is disabled (`SECRET_DISABLED`, audited).
     pub async fn resolve_secrets(&self, actor: &Actor, id: Uuid) -> Result<Vec<ResolvedSecret>> {
+        Ok(self.resolve(actor, id).await?.secrets)
+    }
+
+    /// [`Plaintext::resolve_secrets`], with the resource and the deployment served.
+    pub async fn resolve(&self, actor: &Actor, id: Uuid) -> Result<Resolved> {
         let org_id = actor.org_id();
         // One snapshot: a redeploy and a prune committing meanwhile cannot take a pinned
         // version away between reading the pins and reading the versions.
@@ -232,7 +237,7 @@ impl Plaintext<'_> {
             self.note_fetch(&row, pin, at, FetchOutcome::Served);
             self.usage.accessed(pin.secret_id, at);
         }
-        Ok(pins
+        let secrets = pins
             .into_iter()
             .filter_map(|pin| {
                 let value = values.get(&(pin.secret_id, pin.version))?;
@@ -243,7 +248,12 @@ impl Plaintext<'_> {
                     value: value.duplicate(),
                 })
             })
-            .collect())
+            .collect();
+        Ok(Resolved {
+            resource: row,
+            deployment,
+            secrets,
+        })
     }
 
     /// Notes a refused fetch for the pins it concerns, and answers with its error. A
@@ -361,6 +371,14 @@ impl Refusal {
     fn is_none(&self) -> bool {
         !self.failed && self.missing.is_empty() && self.disabled.is_empty()
     }
+}
+
+/// A resource's pinned values, with what they were served for.
+#[derive(Debug)]
+pub struct Resolved {
+    pub resource: resource::Model,
+    pub deployment: entity::deployment::Model,
+    pub secrets: Vec<ResolvedSecret>,
 }
 
 /// A value served to a resource's runtime.

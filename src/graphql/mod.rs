@@ -7,7 +7,7 @@ mod errors;
 mod events;
 mod guard;
 mod identity;
-mod ids;
+pub(crate) mod ids;
 mod inputs;
 mod lifecycle;
 mod limits;

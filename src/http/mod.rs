@@ -8,6 +8,7 @@ mod params;
 mod playground;
 mod probes;
 pub mod server;
+mod v1;
 mod ws;
 
 use crate::error::Code;
@@ -105,6 +106,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(graphql)
         .route("/graphql/ws", get(ws::graphql_ws))
         .route("/oauth/token", axum::routing::post(oauth::token))
+        .route("/v1/resources/{id}/secrets", get(v1::resource_secrets))
         .with_state(state)
         .layer(
             ServiceBuilder::new()

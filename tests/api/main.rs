@@ -33,4 +33,5 @@ mod shredding;
 mod sockets;
 mod statements;
 mod usage;
+mod v1;
 mod workload;

@@ -43,15 +43,7 @@ async fn exchange_form(app: &TestApp, form: &[(&str, &str)]) -> (StatusCode, Str
         .send()
         .await
         .expect("POST /oauth/token");
-    let status = response.status();
-    let cache = response
-        .headers()
-        .get("cache-control")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let body = response.json().await.expect("a JSON answer");
-    (status, cache, body)
+    crate::helpers::status_cache_body(response).await
 }
 
 /// A RUNTIME account bound to a deployed pipeline, and an identity for `provider`'s

@@ -256,3 +256,16 @@ fn with_token(request: reqwest::RequestBuilder, token: Option<&str>) -> reqwest:
         None => request,
     }
 }
+
+/// A response's status, `Cache-Control` (empty if none) and JSON body.
+pub async fn status_cache_body(response: reqwest::Response) -> (StatusCode, String, Value) {
+    let status = response.status();
+    let cache = response
+        .headers()
+        .get("cache-control")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.json().await.expect("a JSON body");
+    (status, cache, body)
+}
