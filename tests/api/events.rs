@@ -512,7 +512,6 @@ async fn a_revoked_token_is_disconnected(store: Store) {
 async fn a_subscriber_that_never_reads_stalls_no_one(store: Store) {
     const UPDATES: usize = 300;
     let app = TestApp::spawn(store).await;
-    app.create_secret("BUSY", "v1").await;
     let mut idle = Subscriber::start(&app.api, &app.admin_token).await;
     idle.subscribe(SECRET_EVENTS, json!({})).await;
     idle.ready(&app.api, &app.admin_token).await;
@@ -521,6 +520,11 @@ async fn a_subscriber_that_never_reads_stalls_no_one(store: Store) {
         .subscribe(SECRET_EVENTS, json!({ "names": ["BUSY"] }))
         .await;
     reader.ready(&app.api, &app.admin_token).await;
+    // Created once both listen: on PostgreSQL an event reaches a replica's subscribers a
+    // moment after its commit, so one made earlier could still arrive inside `ready`.
+    app.create_secret("BUSY", "v1").await;
+    let created = reader.next_event(&sub).await;
+    assert_eq!((&created["kind"], &created["version"]), (&json!("CREATED"), &json!(1)));
 
     for chunk in (0..UPDATES).collect::<Vec<_>>().chunks(20) {
         let requests = chunk
