@@ -524,7 +524,10 @@ async fn a_subscriber_that_never_reads_stalls_no_one(store: Store) {
     // moment after its commit, so one made earlier could still arrive inside `ready`.
     app.create_secret("BUSY", "v1").await;
     let created = reader.next_event(&sub).await;
-    assert_eq!((&created["kind"], &created["version"]), (&json!("CREATED"), &json!(1)));
+    assert_eq!(
+        (&created["kind"], &created["version"]),
+        (&json!("CREATED"), &json!(1))
+    );
 
     for chunk in (0..UPDATES).collect::<Vec<_>>().chunks(20) {
         let requests = chunk
