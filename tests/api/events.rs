@@ -242,12 +242,15 @@ async fn racing_updates_arrive_in_commit_order(store: Store) {
     const UPDATES: usize = 40;
     let cluster = Cluster::start(store).await;
     let app = &cluster.app;
-    app.create_secret("HOT", "v1").await;
     let mut ws = Subscriber::start(cluster.listener(), &app.admin_token).await;
     let secrets = ws
         .subscribe(SECRET_EVENTS, json!({ "names": ["HOT"] }))
         .await;
     ws.ready(&app.api, &app.admin_token).await;
+    // Created once the subscriber listens (an event of a secret made earlier may still be
+    // on its way to another replica's subscribers).
+    app.create_secret("HOT", "v1").await;
+    assert_eq!(ws.next_event(&secrets).await["kind"], "CREATED");
 
     let writers: Vec<&Api> = [Some(&app.api), cluster.replica.as_ref().map(|r| &r.api)]
         .into_iter()
