@@ -108,6 +108,16 @@ impl Event {
         }
     }
 
+    /// An event about no one object (the detail says what it concerns).
+    pub fn untargeted(action: &'static str, outcome: Outcome) -> Self {
+        Self {
+            action: Cow::Borrowed(action),
+            outcome,
+            target: None,
+            detail: None,
+        }
+    }
+
     pub fn denied(action: &'static str, target: Target) -> Self {
         Self {
             outcome: Outcome::Denied,

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{
     Actor, Description, Natural, Page, PageRequest, PrincipalKind,
-    audit::{self, Event, Target},
+    audit::{self, Event, Outcome, Target},
     identity::{self, IssuedToken},
     now,
 };
@@ -163,15 +163,13 @@ pub async fn delete(db: &Db, actor: &Actor, id: Uuid) -> Result<workload_identit
     workload_identity::Entity::delete_by_id(row.id)
         .exec(&txn)
         .await?;
-    let event = Event {
-        target: None,
-        ..Event::allowed("workload_identity.delete", Target::token(row.id))
-    }
-    .with_detail(serde_json::json!({
-        "identityId": row.id,
-        "issuer": row.issuer,
-        "principalId": row.principal_id,
-    }));
+    let event = Event::untargeted("workload_identity.delete", Outcome::Allowed).with_detail(
+        serde_json::json!({
+            "identityId": row.id,
+            "issuer": row.issuer,
+            "principalId": row.principal_id,
+        }),
+    );
     audit::record(&txn, actor, event).await?;
     txn.commit().await?;
     Ok(row)
@@ -294,16 +292,13 @@ pub async fn audit_refusal(
     orgs.sort();
     orgs.dedup();
     for org_id in orgs {
-        let event = Event {
-            target: None,
-            ..Event::denied("token.exchange", Target::token(Uuid::nil()))
-        }
-        .with_detail(serde_json::json!({
-            "iss": issuer,
-            "sub": jwt.map(|j| j.subject.as_str()),
-            "jti": jwt.and_then(|j| j.jwt_id.as_deref()),
-            "reason": reason,
-        }));
+        let event =
+            Event::untargeted("token.exchange", Outcome::Denied).with_detail(serde_json::json!({
+                "iss": issuer,
+                "sub": jwt.map(|j| j.subject.as_str()),
+                "jti": jwt.and_then(|j| j.jwt_id.as_deref()),
+                "reason": reason,
+            }));
         if let Err(e) = audit::record_for(db.write(), org_id, None, None, event).await {
             tracing::error!(error = %e, "could not audit a refused token exchange");
         }
