@@ -27,6 +27,7 @@ use crate::{
         self, AddressRateLimiter, AppState, KeyCheck, MetricsAccess, Sessions, TokenRateLimiter,
     },
     metrics::Metrics,
+    webhooks,
 };
 
 pub async fn open_database(global: &GlobalArgs) -> Result<Db> {
@@ -249,7 +250,9 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         version_retention: args.version_retention,
         default_secret_access: args.default_secret_access,
         recovery_window: args.recovery_window(),
+        webhooks: Arc::new(args.webhook_settings()),
     };
+    webhooks::start(data.db.clone(), data.keys.clone(), data.webhooks.clone())?;
     tokio::spawn(sweep(
         data.db.clone(),
         args.sweep_interval_secs,
@@ -389,6 +392,11 @@ async fn sweep(db: Db, interval_secs: u64, events_retention: Duration) {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "pruned events past their retention"),
             Err(e) => tracing::error!(error = %e, "the events outbox prune failed"),
+        }
+        match webhooks::prune(&db, events_retention).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "pruned webhook messages past their retention"),
+            Err(e) => tracing::error!(error = %e, "the webhook messages prune failed"),
         }
     }
 }

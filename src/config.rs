@@ -348,6 +348,26 @@ pub struct ServeArgs {
     /// and secret costs at most one write per interval. A crash loses at most this much.
     #[arg(long, env = "STRONGROOM_USAGE_FLUSH_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub usage_flush_seconds: u64,
+    /// Webhook attempts this replica makes at once; 0: it neither queues nor posts
+    /// webhooks (another replica must).
+    #[arg(long, env = "STRONGROOM_WEBHOOK_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=256))]
+    pub webhook_workers: u32,
+    /// Seconds to wait before each retry of a failed webhook attempt, comma-separated
+    /// (±20 % jitter); after the last, the message is FAILED. The default is the
+    /// Standard Webhooks schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+    #[arg(long, env = "STRONGROOM_WEBHOOK_RETRY_SCHEDULE", value_delimiter = ',', default_value = "5,300,1800,7200,18000,36000,36000", value_parser = clap::value_parser!(u64).range(0..=604_800))]
+    pub webhook_retry_schedule: Vec<u64>,
+    /// Hosts webhooks may be posted to over `http://` and at private, loopback or
+    /// link-local addresses, comma-separated (names or addresses as written in URLs).
+    /// Empty (the default): `https://` to public addresses only.
+    #[arg(long, env = "STRONGROOM_WEBHOOK_ALLOW_HOSTS", value_delimiter = ',')]
+    pub webhook_allow_hosts: Vec<String>,
+    /// Seconds one webhook attempt may take, connecting included.
+    #[arg(long, env = "STRONGROOM_WEBHOOK_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub webhook_timeout_secs: u64,
+    /// Seconds every attempt to an endpoint may fail before the endpoint is disabled.
+    #[arg(long, env = "STRONGROOM_WEBHOOK_DISABLE_AFTER_SECS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=2_592_000))]
+    pub webhook_disable_after_secs: u64,
     #[command(flatten)]
     pub limits: Limits,
 }
@@ -568,6 +588,23 @@ impl ServeArgs {
         match self.recovery_window_secs {
             Some(secs) => chrono::TimeDelta::seconds(i64::try_from(secs).unwrap_or(i64::MAX)),
             None => chrono::TimeDelta::days(i64::from(self.recovery_window_days)),
+        }
+    }
+
+    /// How this replica delivers webhooks.
+    pub fn webhook_settings(&self) -> crate::webhooks::Settings {
+        crate::webhooks::Settings {
+            workers: self.webhook_workers as usize,
+            retry_schedule: self
+                .webhook_retry_schedule
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
+            policy: crate::webhooks::TargetPolicy::new(&self.webhook_allow_hosts),
+            timeout: Duration::from_secs(self.webhook_timeout_secs),
+            disable_after: chrono::TimeDelta::seconds(
+                i64::try_from(self.webhook_disable_after_secs).unwrap_or(i64::MAX),
+            ),
         }
     }
 

@@ -18,5 +18,6 @@ pub mod http;
 pub mod metrics;
 pub mod oidc;
 pub mod telemetry;
+pub mod webhooks;
 
 pub use error::{Error, Result};

@@ -16,6 +16,8 @@ pub struct Model {
     pub occurred_at: DateTimeUtc,
     /// When the row was written (PostgreSQL: the database's clock at the insert).
     pub created_at: DateTimeUtc,
+    /// Whether the webhook dispatcher has queued it for the endpoints that want it.
+    pub dispatched: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,4 +16,7 @@ pub mod secret;
 pub mod secret_allowed_resource;
 pub mod secret_usage;
 pub mod secret_version;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
+pub mod webhook_message;
 pub mod workload_identity;

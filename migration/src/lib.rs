@@ -11,6 +11,7 @@ mod m20261129_000004_name_key_collation;
 mod m20261130_000005_lifecycle;
 mod m20261203_000006_event_outbox;
 mod m20261203_000007_least_privilege;
+mod m20261204_000008_webhooks;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000005_lifecycle::Migration),
             Box::new(m20261203_000006_event_outbox::Migration),
             Box::new(m20261203_000007_least_privilege::Migration),
+            Box::new(m20261204_000008_webhooks::Migration),
         ]
     }
 }

@@ -14,6 +14,7 @@ pub mod rotation;
 pub mod secrets;
 pub mod usage;
 mod values;
+pub mod webhooks;
 pub mod workload;
 
 use uuid::Uuid;

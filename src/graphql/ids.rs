@@ -13,6 +13,7 @@ pub const AUDIT_EVENT: &str = "AuditEvent";
 pub const RESOURCE: &str = "Resource";
 pub const DEPLOYMENT: &str = "Deployment";
 pub const WORKLOAD_IDENTITY: &str = "WorkloadIdentity";
+pub const WEBHOOK_ENDPOINT: &str = "WebhookEndpoint";
 
 pub fn encode(kind: &str, id: Uuid) -> ID {
     ID(URL_SAFE_NO_PAD.encode(format!("{kind}:{id}")))

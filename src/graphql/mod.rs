@@ -20,6 +20,7 @@ mod request;
 mod resources;
 mod secrets;
 mod shape;
+mod webhooks;
 mod workload;
 
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub struct QueryRoot(
     resources::ResourceQuery,
     audit::AuditQuery,
     workload::WorkloadQuery,
+    webhooks::WebhookQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -65,6 +67,7 @@ pub struct MutationRoot(
     identity::IdentityMutation,
     access::AccessMutation,
     workload::WorkloadMutation,
+    webhooks::WebhookMutation,
 );
 
 /// Shared services, available to every resolver.
@@ -86,6 +89,8 @@ pub struct AppData {
     pub default_secret_access: crate::domain::access::SecretAccess,
     /// How long a deleted secret stays restorable unless a call says otherwise.
     pub recovery_window: chrono::TimeDelta,
+    /// How webhooks are delivered, and where they may go.
+    pub webhooks: Arc<crate::webhooks::Settings>,
 }
 
 impl AppData {

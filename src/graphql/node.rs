@@ -8,10 +8,11 @@ use super::{
     ids,
     resources::Resource,
     secrets::Secret,
+    webhooks::WebhookEndpoint,
 };
 use crate::domain::{
     resources::{self as resource_service, Visible},
-    secrets as secret_service,
+    secrets as secret_service, webhooks as webhook_service,
 };
 
 // One per `node(id:)` answer, never stored in bulk: boxing the larger variant would buy
@@ -22,6 +23,7 @@ use crate::domain::{
 pub enum Node {
     Secret(Secret),
     Resource(Resource),
+    WebhookEndpoint(WebhookEndpoint),
 }
 
 #[derive(Default)]
@@ -47,6 +49,11 @@ impl NodeQuery {
                 .await
                 .extend()?
                 .map(|r| Node::Resource(Resource(r))),
+            ids::WEBHOOK_ENDPOINT => match webhook_service::find(db, org_id, uuid).await {
+                Ok(row) => Some(Node::WebhookEndpoint(WebhookEndpoint(row))),
+                Err(crate::Error::NotFound(_)) => None,
+                Err(e) => return Err(async_graphql::ErrorExtensions::extend(&e)),
+            },
             _ => None,
         })
     }

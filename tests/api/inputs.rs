@@ -71,6 +71,9 @@ const TABLES: &[&str] = &[
     "runtime_bindings",
     "secret_allowed_resources",
     "workload_identities",
+    "webhook_endpoints",
+    "webhook_messages",
+    "webhook_deliveries",
 ];
 
 /// Refused in every position but a secret value: C0 (NUL, its neighbour, ESC, the last

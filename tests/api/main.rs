@@ -34,4 +34,5 @@ mod sockets;
 mod statements;
 mod usage;
 mod v1;
+mod webhooks;
 mod workload;

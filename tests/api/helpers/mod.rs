@@ -41,10 +41,12 @@ const LOG_LINES_ON_FAILURE: usize = 200;
 /// cache or no cache, made deterministic — with the cache on, whether a request finds its
 /// token cached depends on how long the one before took). And no background task writes
 /// meanwhile — the usage `resourceSecrets` records is flushed hourly, the purge and
-/// rotation sweep daily (its first pass runs at start, long before the measurements): a
+/// rotation sweep daily (its first pass runs at start, long before the measurements), and
+/// no webhook dispatcher or deliverer polls (`STRONGROOM_WEBHOOK_WORKERS=0`): a
 /// statement landing inside a measured request would count against it.
-pub const QUIET: [(&str, &str); 3] = [
+pub const QUIET: [(&str, &str); 4] = [
     ("STRONGROOM_AUTH_CACHE_MILLIS", "0"),
+    ("STRONGROOM_WEBHOOK_WORKERS", "0"),
     ("STRONGROOM_USAGE_FLUSH_SECONDS", "3600"),
     ("STRONGROOM_SWEEP_INTERVAL_SECS", "86400"),
 ];

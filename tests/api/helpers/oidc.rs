@@ -1,14 +1,10 @@
 //! A real OpenID provider for the workload identity tests: `tests/node/oidc.js`
 //! (panva's `oidc-provider`, pinned in `tests/node/package-lock.json`) on a loopback port.
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Stdio},
-    time::Duration,
-};
+use std::process::{Child, Stdio};
 
 use serde_json::Value;
 
-use super::node_script;
+use super::{node_script, start_node_service};
 
 pub struct OidcProvider {
     child: Option<Child>,
@@ -31,24 +27,10 @@ impl OidcProvider {
 
     /// A provider on `port`, with a key of its own (a restart there is a key rotation).
     pub fn start_on(port: u16) -> Self {
-        let mut child = node_script("oidc.js")
-            .env("PORT", port.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run node tests/node/oidc.js");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (lines, read) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = lines.send(line);
-        });
-        let line = read
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("oidc.js did not start on port {port}"));
-        let started: Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("oidc.js printed {line:?}: {e}"));
+        let mut command = node_script("oidc.js");
+        command.env("PORT", port.to_string()).stderr(Stdio::null());
+        let (child, started) =
+            start_node_service(command, &format!("tests/node/oidc.js on port {port}"));
         let text = |name: &str| started[name].as_str().expect("a string").to_owned();
         Self {
             child: Some(child),

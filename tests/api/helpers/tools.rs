@@ -215,3 +215,29 @@ fn run(command: &mut Command, what: &str) -> Result<(), String> {
         String::from_utf8_lossy(&output.stderr)
     ))
 }
+
+/// Starts a Node service (`node_script(..)` with its settings) whose first line on stdout
+/// is JSON saying it is ready (its port, its keys); returns the process and that line.
+pub fn start_node_service(
+    mut command: Command,
+    what: &str,
+) -> (std::process::Child, serde_json::Value) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run node {what}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines, read) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = lines.send(line);
+    });
+    let line = read
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("{what} did not start"));
+    let started =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{what} printed {line:?}: {e}"));
+    (child, started)
+}
