@@ -1,9 +1,10 @@
-//! Key rotation: re-wrap stored data keys under another key without touching ciphertexts.
+//! Key rotation: re-wrap stored data keys under another key without touching ciphertexts:
+//! those of secret versions, and those of webhook endpoints' signing secrets.
 //!
 //! Each version is re-wrapped by one conditional UPDATE (it must still hold the wrapped key
 //! we unwrapped), so the work can be interrupted at any point and simply run again: it
 //! picks up what is left, and values stay readable throughout.
-use entity::secret_version;
+use entity::{secret_version, webhook_endpoint};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
     QuerySelect, sea_query::Expr,
@@ -75,7 +76,85 @@ pub async fn rotate(
         }
         progress(report.rotated + report.failed, total);
     }
+    rotate_signing_keys(db, source, target, target_key_id, &mut report).await?;
     Ok(report)
+}
+
+/// The same for webhook endpoints' signing secrets (a few per organization: one pass).
+async fn rotate_signing_keys(
+    db: &DatabaseConnection,
+    source: &dyn KeyProvider,
+    target: &dyn KeyProvider,
+    target_key_id: &str,
+    report: &mut RotationReport,
+) -> Result<()> {
+    use webhook_endpoint::Column;
+    report.already += webhook_endpoint::Entity::find()
+        .filter(Column::SigningKeyId.eq(target_key_id))
+        .count(db)
+        .await?;
+    let rows = webhook_endpoint::Entity::find()
+        .filter(Column::SigningKeyId.ne(target_key_id))
+        .all(db)
+        .await?;
+    for row in rows {
+        let context = EncryptionContext::stored(
+            row.org_id,
+            row.id,
+            0,
+            row.signing_key_row,
+            &row.signing_scheme,
+        );
+        let old = crate::crypto::WrappedKey {
+            key_id: row.signing_key_id.clone(),
+            blob: row.signing_wrapped_key.clone(),
+        };
+        let new = match rewrapped(source, target, target_key_id, &old, &context).await {
+            Ok(new) => new,
+            Err(Error::Integrity(reason)) => {
+                tracing::warn!(endpoint_id = %row.id, %reason, "cannot unwrap a signing key; left as it was");
+                report.failed += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let updated = webhook_endpoint::Entity::update_many()
+            .col_expr(Column::SigningKeyId, Expr::value(new.key_id))
+            .col_expr(Column::SigningWrappedKey, Expr::value(new.blob))
+            .filter(Column::Id.eq(row.id))
+            .filter(Column::SigningKeyId.eq(old.key_id))
+            .filter(Column::SigningWrappedKey.eq(old.blob))
+            .exec(db)
+            .await?;
+        // Zero: rotated or deleted by someone else meanwhile.
+        report.rotated += updated.rows_affected;
+    }
+    Ok(())
+}
+
+/// `old` unwrapped by `source` and wrapped again by `target` under `target_key_id`.
+async fn rewrapped(
+    source: &dyn KeyProvider,
+    target: &dyn KeyProvider,
+    target_key_id: &str,
+    old: &crate::crypto::WrappedKey,
+    context: &EncryptionContext,
+) -> Result<crate::crypto::WrappedKey> {
+    let data_key = source
+        .decrypt_data_key(old, context)
+        .await
+        .map_err(|e| match e {
+            KeyError::Provider(m) => Error::Integrity(m),
+            other => other.into(),
+        })?;
+    let new = target.wrap_data_key(&data_key, context).await?;
+    if new.key_id != target_key_id {
+        return Err(Error::Internal(format!(
+            "the target wrapped under {}, not {target_key_id}",
+            new.key_id
+        )));
+    }
+    Ok(new)
 }
 
 async fn rewrap(
@@ -88,20 +167,7 @@ async fn rewrap(
     let context =
         EncryptionContext::stored(row.org_id, row.secret_id, row.version, row.id, &row.scheme);
     let old = wrapped_key_of(row);
-    let data_key = source
-        .decrypt_data_key(&old, &context)
-        .await
-        .map_err(|e| match e {
-            KeyError::Provider(m) => Error::Integrity(m),
-            other => other.into(),
-        })?;
-    let new = target.wrap_data_key(&data_key, &context).await?;
-    if new.key_id != target_key_id {
-        return Err(Error::Internal(format!(
-            "the target wrapped under {}, not {target_key_id}",
-            new.key_id
-        )));
-    }
+    let new = rewrapped(source, target, target_key_id, &old, &context).await?;
     let updated = secret_version::Entity::update_many()
         .col_expr(secret_version::Column::KeyId, Expr::value(new.key_id))
         .col_expr(secret_version::Column::WrappedKey, Expr::value(new.blob))
@@ -125,7 +191,9 @@ mod tests {
         secrets::{self, NewSecret, SecretUpdate},
         testing::{self, keyring},
         usage::Usage,
+        webhooks,
     };
+    use secrecy::ExposeSecret;
 
     const OLD: &str = testing::KEY;
     const NEW: &str = "HyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4=";
@@ -159,6 +227,21 @@ mod tests {
         secrets::update(&db, &old, &actor, change, 10)
             .await
             .expect("update");
+        let policy = crate::webhooks::TargetPolicy::new(&["127.0.0.1".to_owned()]);
+        let endpoints = webhooks::Endpoints {
+            db: &db,
+            keys: &old,
+            policy: &policy,
+        };
+        let new_endpoint = webhooks::NewEndpoint {
+            url: "http://127.0.0.1:9/hook".into(),
+            events: vec![webhooks::EventType::SecretUpdated],
+            secret_names: None,
+        };
+        let (endpoint, signing_secret) = endpoints
+            .create(&actor, new_endpoint)
+            .await
+            .expect("an endpoint");
 
         // The operator puts the new key first; both unwrap until rotation is done.
         let both = keyring(&[NEW, OLD]);
@@ -169,7 +252,7 @@ mod tests {
         assert_eq!(
             report,
             RotationReport {
-                rotated: 3,
+                rotated: 4,
                 already: 0,
                 failed: 0
             }
@@ -181,7 +264,7 @@ mod tests {
             again,
             RotationReport {
                 rotated: 0,
-                already: 3,
+                already: 4,
                 failed: 0
             }
         );
@@ -203,5 +286,15 @@ mod tests {
                 .expect("readable with the new key alone");
             assert_eq!(revealed.value.expose(), value);
         }
+        let endpoint = webhooks::find(db.read(), endpoint.org_id, endpoint.id)
+            .await
+            .expect("the endpoint");
+        let key = crate::webhooks::signing::open(new_only.as_ref(), &endpoint)
+            .await
+            .expect("the signing secret opens with the new key alone");
+        assert_eq!(
+            key.to_secret().expose_secret(),
+            signing_secret.expose_secret()
+        );
     }
 }

@@ -318,6 +318,13 @@ async fn deliveries_are_signed_filtered_and_free_of_values(store: Store) {
             .await,
         0
     );
+    assert_eq!(
+        app.sql_strings(
+            "SELECT action FROM audit_events WHERE action LIKE 'webhook.%' ORDER BY occurred_at"
+        )
+        .await,
+        ["webhook.create", "webhook.delete"]
+    );
 }
 
 async fn failed_attempts_are_retried_with_the_same_id_then_given_up(store: Store) {
