@@ -331,9 +331,14 @@ impl Endpoints<'_> {
 }
 
 fn event(action: &'static str, row: &webhook_endpoint::Model) -> Event {
+    // Without its query, where a receiver may have put a token of its own.
+    let url = row
+        .url
+        .split_once('?')
+        .map_or(row.url.as_str(), |(before, _)| before);
     Event::untargeted(action, Outcome::Allowed).with_detail(serde_json::json!({
         "endpointId": row.id,
-        "url": row.url,
+        "url": url,
         "events": row.events,
         "secretNames": row.secret_names,
         "enabled": row.enabled,
