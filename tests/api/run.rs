@@ -441,18 +441,30 @@ async fn watch_restarts_on_a_new_deployment_and_only_reports_a_disabled_secret(s
     }
 }
 
-async fn a_workload_token_file_is_exchanged_through_the_openid_provider(store: Store) {
-    let app = TestApp::spawn(store).await;
-    let provider = OidcProvider::start();
+/// A bound pipeline as in [`bound_pipeline`] whose RUNTIME account `provider`'s tokens of
+/// acme/etl act as, for `lifetime` seconds; the pipeline's id.
+async fn workload_pipeline(app: &TestApp, provider: &OidcProvider, lifetime: u32) -> String {
     let (pipeline, runtime) =
-        bound_pipeline(&app, &[("API", "api-v1-9d8c")], &[("API", "api.key")]).await;
+        bound_pipeline(app, &[("API", "api-v1-9d8c")], &[("API", "api.key")]).await;
     let input = json!({ "input": {
         "issuer": provider.issuer, "audience": "strongroom", "principalId": runtime.id,
-        "tokenLifetimeSeconds": 120,
+        "tokenLifetimeSeconds": lifetime,
         "boundClaims": [{ "claim": "repository", "pattern": "acme/etl" }],
     } });
     data(&app.admin(CREATE_IDENTITY, input).await);
-    let jwt = provider.token("etl-main", "https://strongroom.test/").await;
+    pipeline
+}
+
+/// A JWT of the provider for the acme/etl job on main (the audience `strongroom`).
+async fn job_jwt(provider: &OidcProvider) -> String {
+    provider.token("etl-main", "https://strongroom.test/").await
+}
+
+async fn a_workload_token_file_is_exchanged_through_the_openid_provider(store: Store) {
+    let app = TestApp::spawn(store).await;
+    let provider = OidcProvider::start();
+    let pipeline = workload_pipeline(&app, &provider, 120).await;
+    let jwt = job_jwt(&provider).await;
     let dir = tempfile::tempdir().expect("a directory");
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{jwt}\n")).expect("write the token file");
@@ -499,4 +511,80 @@ async fn a_workload_token_file_is_exchanged_through_the_openid_provider(store: S
         "{stderr}"
     );
     assert_eq!(stdout, "");
+}
+
+/// A long `--watch` outlives its exchanged token: three quarters into the token's 60 s the
+/// JWT file is read again (the provider's newer JWT now) and exchanged, and the watch goes
+/// on with the new token. (SQLite only: the exchange is the same on both stores, and this
+/// test waits out most of a token's life.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_watch_exchanges_the_rewritten_token_file_again() {
+    bounded("a_long_watch", async {
+        let app = TestApp::spawn(Store::Sqlite).await;
+        let provider = OidcProvider::start();
+        let pipeline = workload_pipeline(&app, &provider, 60).await;
+        let dir = tempfile::tempdir().expect("a directory");
+        let token_file = dir.path().join("token");
+        let first = job_jwt(&provider).await;
+        std::fs::write(&token_file, &first).expect("write the token file");
+
+        let server = app.base_url().to_owned();
+        let file = token_file.to_str().expect("UTF-8");
+        let rest = [
+            "--watch",
+            "--oidc-token-file",
+            file,
+            "--",
+            "sh",
+            "-c",
+            SERVICE,
+        ];
+        let mut run = Run::start(&[], &arguments(&server, &pipeline, &rest));
+        run.wait_for_stderr("for new deployments (running");
+        // The platform rotates the projected token.
+        let second = job_jwt(&provider).await;
+        std::fs::write(&token_file, &second).expect("rewrite the token file");
+        run.wait_for_stderr("for new deployments again");
+
+        let trail = app
+            .admin(
+                "query { auditEvents(first: 100) { nodes { action outcome detail } } }",
+                json!({}),
+            )
+            .await;
+        let exchanged: Vec<String> = data(&trail)["auditEvents"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter(|n| n["action"] == "token.exchange" && n["outcome"] == "ALLOWED")
+            .map(|n| n["detail"]["jti"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        let jti = |jwt: &str| {
+            let payload = jwt.split('.').nth(1).expect("a payload");
+            let claims: serde_json::Value = serde_json::from_slice(
+                &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+                    .expect("base64url"),
+            )
+            .expect("claims");
+            claims["jti"].as_str().expect("a jti").to_owned()
+        };
+        let mut expected = vec![jti(&first), jti(&second)];
+        let mut got = exchanged.clone();
+        expected.sort();
+        got.sort();
+        assert_eq!(got, expected, "one exchange of each JWT");
+
+        signal(&run.process, "TERM");
+        let (status, stdout, stderr) = run.finish();
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        assert_eq!(
+            stdout,
+            format!("started {}\nstopping\n", hash("api-v1-9d8c"))
+        );
+        assert!(
+            !stderr.contains("SECRET") && !stderr.contains("invalid"),
+            "{stderr}"
+        );
+    })
+    .await;
 }
