@@ -31,6 +31,8 @@ struct Current {
     /// When to exchange again (`None`: a given token, never).
     refresh_at: Option<Instant>,
     expires_at: Option<Instant>,
+    /// Counts the exchanges: a holder of an older token can tell it was replaced.
+    generation: u64,
 }
 
 pub struct Credentials {
@@ -85,6 +87,7 @@ impl Credentials {
                 token: SecretString::from(token),
                 refresh_at: None,
                 expires_at: None,
+                generation: 0,
             },
             (None, Some(jwt)) => exchange(&http, &exchange_url, jwt).await?,
         };
@@ -114,7 +117,13 @@ impl Credentials {
             return Ok(current.token.clone());
         }
         match exchange(&self.http, &self.exchange_url, jwt).await {
-            Ok(fresh) => *current = fresh,
+            Ok(fresh) => {
+                let generation = current.generation + 1;
+                *current = Current {
+                    generation,
+                    ..fresh
+                };
+            }
             Err(failure) => {
                 let usable = current.expires_at.is_some_and(|at| Instant::now() < at);
                 if !usable {
@@ -130,9 +139,11 @@ impl Credentials {
         Ok(current.token.clone())
     }
 
-    /// When the token should next be exchanged (`None`: never).
-    pub async fn refresh_at(&self) -> Option<Instant> {
-        self.current.lock().await.refresh_at
+    /// When the token should next be exchanged (`None`: never), and how many exchanges
+    /// have replaced the token so far.
+    pub async fn schedule(&self) -> (Option<Instant>, u64) {
+        let current = self.current.lock().await;
+        (current.refresh_at, current.generation)
     }
 }
 
@@ -171,6 +182,7 @@ async fn exchange(http: &reqwest::Client, url: &Url, jwt: &Jwt) -> Result<Curren
             token: granted.access_token,
             refresh_at: Some(started + (lifetime * 3 / 4).max(MIN_REFRESH)),
             expires_at: Some(started + lifetime),
+            generation: 0,
         });
     }
     match serde_json::from_slice::<Refused>(&body) {

@@ -52,9 +52,16 @@ impl Failure {
     }
 
     fn unreachable(url: &reqwest::Url, error: reqwest::Error) -> Self {
-        // Without the URL reqwest would repeat: it is given once, below.
+        // Without the URL reqwest would repeat: it is given once, below. The causes say
+        // what happened ("error sending request" alone does not).
         let error = error.without_url();
-        Self::new("UNREACHABLE", format!("{url}: {error}"))
+        let mut text = error.to_string();
+        let mut cause = std::error::Error::source(&error);
+        while let Some(inner) = cause {
+            text = format!("{text}: {inner}");
+            cause = inner.source();
+        }
+        Self::new("UNREACHABLE", format!("{url}: {text}"))
     }
 }
 
@@ -97,7 +104,7 @@ async fn start(args: RunArgs) -> Result<u8, Failure> {
         let first = tokio::time::timeout(Duration::from_secs(15), heard.recv()).await;
         let watching = matches!(first, Ok(Some(watch::Heard::Subscribed)));
         if !watching {
-            say("not watching yet; the command starts meanwhile");
+            say("not watching yet; fetching now, and again once the watch is up");
         }
         events = Some((heard, watching));
     }

@@ -82,6 +82,8 @@ impl Supervisor {
                         self.announce(&running.deployment, true);
                         fetch_at = Some(Instant::now());
                     }
+                    // Already reported by the watch, and said before the first fetch.
+                    Some(Heard::Unavailable) => {}
                     Some(Heard::Change(change)) => {
                         if self.asks_for_fetch(&change, &running.deployment) {
                             fetch_at = Some(Instant::now() + self.debounce());

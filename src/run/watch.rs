@@ -55,6 +55,8 @@ pub enum Heard {
     Subscribed,
     /// A later one is: something may have been missed while there was none.
     Resubscribed,
+    /// The first attempt failed (the reason is reported); attempts go on.
+    Unavailable,
     /// A reference of the resource changed state.
     Change(Change),
 }
@@ -109,6 +111,7 @@ async fn keep_watching(
     heard: mpsc::Sender<Heard>,
 ) {
     let mut subscribed_before = false;
+    let mut told_unavailable = false;
     let mut retry = FIRST_RETRY;
     loop {
         let mut subscribed = false;
@@ -129,10 +132,21 @@ async fn keep_watching(
             Ended::Done => return,
             Ended::Refresh => {}
             Ended::Lost(why) => {
-                say(&format!(
-                    "lost the event stream ({why}); reconnecting in {:.1}s",
-                    retry.as_secs_f32()
-                ));
+                if subscribed_before {
+                    say(&format!(
+                        "lost the event stream ({why}); reconnecting in {:.1}s",
+                        retry.as_secs_f32()
+                    ));
+                } else {
+                    say(&format!(
+                        "cannot watch the resource yet ({why}); trying again in {:.1}s",
+                        retry.as_secs_f32()
+                    ));
+                    if !told_unavailable && heard.send(Heard::Unavailable).await.is_err() {
+                        return;
+                    }
+                    told_unavailable = true;
+                }
                 tokio::select! {
                     () = sleep(retry) => {}
                     () = heard.closed() => return,
@@ -156,7 +170,7 @@ async fn watch_once(
         Ok(token) => token,
         Err(failure) => return Ended::Lost(failure.to_string()),
     };
-    let refresh_at = credentials.refresh_at().await;
+    let (mut refresh_at, generation) = credentials.schedule().await;
     let mut socket = match timeout(CONNECT_TIMEOUT, connect(url, &token)).await {
         Ok(Ok(socket)) => socket,
         Ok(Err(why)) => return Ended::Lost(why),
@@ -178,19 +192,29 @@ async fn watch_once(
     if heard.send(news).await.is_err() {
         return Ended::Done;
     }
-    let refresh = async {
-        match refresh_at {
-            Some(at) => sleep_until(at).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(refresh);
     loop {
+        let refresh = async {
+            match refresh_at {
+                Some(at) => sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let message = tokio::select! {
             message = socket.next() => message,
-            () = &mut refresh => {
-                let _ = socket.close(None).await;
-                return Ended::Refresh;
+            () = refresh => {
+                // Exchanged again: reconnect with the new token before the old one expires
+                // (the server closes a connection whose token has). Not exchanged (it
+                // failed and is reported; the token still works): try again later.
+                if let Err(failure) = credentials.token().await {
+                    return Ended::Lost(failure.to_string());
+                }
+                let (next, now) = credentials.schedule().await;
+                if now != generation {
+                    let _ = socket.close(None).await;
+                    return Ended::Refresh;
+                }
+                refresh_at = next;
+                continue;
             }
             () = heard.closed() => {
                 let _ = socket.close(None).await;

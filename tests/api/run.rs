@@ -338,6 +338,15 @@ async fn signals_reach_the_command_and_its_status_comes_back() {
 
         let (status, _, _) = Run::start(&env, &args("exit 42")).finish();
         assert_eq!(status.code(), Some(42));
+
+        // A command that is not there: 127, as a shell says.
+        let missing = arguments(&server, &pipeline, &["--", "/nonexistent/command"]);
+        let (status, _, stderr) = Run::start(&env, &missing).finish();
+        assert_eq!(status.code(), Some(127), "{stderr}");
+        assert!(
+            stderr.starts_with("strongroom run: COMMAND_NOT_FOUND: "),
+            "{stderr}"
+        );
     })
     .await;
 }
