@@ -23,6 +23,7 @@ mod watch;
 use std::{fmt, process::ExitCode, sync::Arc, time::Duration};
 
 pub use args::RunArgs;
+use supervise::unless_signalled;
 
 /// `run`'s exit status when it fails itself — a fetch refused, a bad flag value found late,
 /// a restart that could not be made — as `env(1)`, `nice(1)` and `timeout(1)` use it,
@@ -91,17 +92,20 @@ async fn start(args: RunArgs) -> Result<u8, Failure> {
     // Two crypto providers are built into rustls here; `wss://` needs one chosen. Failing
     // means one was chosen already, which is as good.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    // Listening from the start: a signal before the command runs ends `run` with nothing
+    // started (see `unless_signalled`), one after it is the command's.
+    let mut signals = child::Forwarded::listen()?;
     let http = fetch::client()?;
-    let credentials = Arc::new(credentials::Credentials::from_args(&args, http.clone()).await?);
-    // Listening before anything starts: a signal is never lost between the two.
-    let signals = child::Forwarded::listen()?;
+    let exchange = credentials::Credentials::from_args(&args, http.clone());
+    let credentials = Arc::new(unless_signalled(&mut signals, exchange).await?);
     let mut events = None;
     if args.watch {
         let mut heard = watch::spawn(&args.server, args.resource.clone(), credentials.clone())?;
         // Subscribed before the first fetch, so that no deployment falls between them. A
         // server that cannot be watched yet is retried in the background: the command
         // starts anyway, and the values are fetched again once the watch is up.
-        let first = tokio::time::timeout(Duration::from_secs(15), heard.recv()).await;
+        let first = async { Ok(tokio::time::timeout(Duration::from_secs(15), heard.recv()).await) };
+        let first = unless_signalled(&mut signals, first).await?;
         let watching = matches!(first, Ok(Some(watch::Heard::Subscribed)));
         if !watching {
             say("not watching yet; fetching now, and again once the watch is up");

@@ -113,8 +113,8 @@ impl Supervisor {
 
     /// Fetches the values and starts the command with them.
     async fn start(&mut self) -> Result<Running, Failure> {
-        let token = self.credentials.token().await?;
-        let pins = fetch::pins(&self.http, &self.args.server, &self.args.resource, &token).await?;
+        let fetch = pinned(&self.http, &self.args, &self.credentials);
+        let pins = unless_signalled(&mut self.signals, fetch).await?;
         let variables = environment::variables(&pins.secrets, &self.args.env)?;
         let child = child::start(&self.args.command, &variables, &self.hidden)?;
         Ok(Running {
@@ -162,13 +162,7 @@ impl Supervisor {
     /// Fetches again; restarts the command if the resource's current deployment changed.
     /// A refused fetch, or values that cannot be placed, leave the command running.
     async fn refresh(&mut self, running: &mut Running) -> Result<(), Failure> {
-        let fetched = match self.credentials.token().await {
-            Ok(token) => {
-                fetch::pins(&self.http, &self.args.server, &self.args.resource, &token).await
-            }
-            Err(failure) => Err(failure),
-        };
-        let pins = match fetched {
+        let pins = match pinned(&self.http, &self.args, &self.credentials).await {
             Ok(pins) if pins.deployment.id == running.deployment.id => return Ok(()),
             Ok(pins) => pins,
             Err(failure) => {
@@ -204,6 +198,35 @@ impl Supervisor {
         running.child = child::start(&self.args.command, &variables, &self.hidden)?;
         running.deployment = pins.deployment;
         Ok(())
+    }
+}
+
+/// The pins of the resource's current deployment, with a token as fresh as needed.
+async fn pinned(
+    http: &Client,
+    args: &RunArgs,
+    credentials: &Credentials,
+) -> Result<fetch::Pins, Failure> {
+    let token = credentials.token().await?;
+    fetch::pins(http, &args.server, &args.resource, &token).await
+}
+
+/// `work`, unless a signal comes first: then nothing more is started, and `run` exits as
+/// the command would have, killed by it (128 + N).
+pub async fn unless_signalled<T>(
+    signals: &mut Forwarded,
+    work: impl Future<Output = Result<T, Failure>>,
+) -> Result<T, Failure> {
+    tokio::select! {
+        done = work => done,
+        signal = signals.next() => {
+            let exit = u8::try_from(128 + signal as i32).unwrap_or(super::FAILED);
+            Err(Failure::new(
+                "INTERRUPTED",
+                format!("{signal} arrived before the command started; nothing was started"),
+            )
+            .exiting(exit))
+        }
     }
 }
 

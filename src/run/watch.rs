@@ -115,6 +115,7 @@ async fn keep_watching(
     let mut retry = FIRST_RETRY;
     loop {
         let mut subscribed = false;
+        let began = tokio::time::Instant::now();
         let ended = watch_once(
             &url,
             &resource,
@@ -124,8 +125,11 @@ async fn keep_watching(
             subscribed_before,
         )
         .await;
-        if subscribed {
-            subscribed_before = true;
+        subscribed_before |= subscribed;
+        // Only a connection that lasted starts the backoff over: one the server refuses
+        // right after the subscription (say, a resource deleted since) must not be retried,
+        // and fetched again, twice a second.
+        if subscribed && began.elapsed() >= LONGEST_RETRY {
             retry = FIRST_RETRY;
         }
         match ended {

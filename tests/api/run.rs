@@ -351,6 +351,37 @@ async fn signals_reach_the_command_and_its_status_comes_back() {
     .await;
 }
 
+/// A signal that arrives while `run` is still getting the values (here: waiting on a
+/// server that accepts connections and never answers) ends it with nothing started, as
+/// the signal would have ended the command (128 + 15). No strongroom server needed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_before_the_command_starts_starts_nothing() {
+    bounded("a_signal_before_the_command_starts", async {
+        let silent = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let server = format!("http://{}", silent.local_addr().expect("an address"));
+        let dir = tempfile::tempdir().expect("a directory");
+        let marker = dir.path().join("started");
+        let marker_path = marker.to_str().expect("UTF-8");
+        let rest = ["--watch", "--", "touch", marker_path];
+        let run = Run::start(
+            &[("STRONGROOM_TOKEN", "srt_whatever")],
+            &arguments(&server, "some-resource", &rest),
+        );
+        // `run` is connecting: hold the connection open, unanswered.
+        let (_held, _) = tokio::time::timeout(PATIENCE, silent.accept())
+            .await
+            .expect("run connects")
+            .expect("a connection");
+        signal(&run.process, "TERM");
+        let (status, stdout, stderr) = run.finish();
+        assert_eq!(status.code(), Some(128 + 15), "{stderr}");
+        assert!(stderr.contains("strongroom run: INTERRUPTED: "), "{stderr}");
+        assert_eq!(stdout, "");
+        assert!(!marker.exists(), "the command was started");
+    })
+    .await;
+}
+
 /// A TCP proxy in front of the server whose connections the test can cut (as a network
 /// or a load balancer would), while new ones still get through.
 struct Proxy {
