@@ -55,9 +55,10 @@ pub enum Permission {
     /// resources bound to it (the resolver checks).
     FetchPinned,
     /// How a resource's references stand, as they change (`dependentEvents` and the
-    /// `Dependent`s it carries). A RUNTIME principal only for a resource bound to it (the
-    /// subscription checks, at its start and at every event); every other path to a
-    /// dependent needs [`Permission::Inspect`] at its root.
+    /// `Dependent`s it carries), and what happens to the secrets they name
+    /// (`secretEvents`). A RUNTIME principal only for a resource bound to it and the
+    /// secrets it references (the subscriptions check, at their start and at every
+    /// event); every other path to a dependent needs [`Permission::Inspect`] at its root.
     WatchResources,
     /// Changing resources and deploying them (protected resources: admins only).
     EditResources,
@@ -98,8 +99,8 @@ impl Role {
     }
 
     /// Whether a principal of this role may hold a subscription connection: those that
-    /// may subscribe to something (secret events need [`Permission::Inspect`], dependent
-    /// events [`Permission::WatchResources`]). Anyone else is refused at `connection_init`
+    /// may subscribe to something ([`Permission::Inspect`] or
+    /// [`Permission::WatchResources`]). Anyone else is refused at `connection_init`
     /// rather than acknowledged and then refused field by field.
     pub fn may_subscribe(self) -> bool {
         self.allows(Permission::Inspect) || self.allows(Permission::WatchResources)

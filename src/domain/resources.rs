@@ -10,7 +10,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, QueryTrait,
     sea_query::{Expr, OnConflict, Query},
 };
 use uuid::Uuid;
@@ -133,6 +133,30 @@ pub async fn find_visible<C: ConnectionTrait>(
         .filter(resource::Column::Id.eq(id))
         .one(conn)
         .await?)
+}
+
+/// Which of the case-folded secret names `keys` a resource seen through `visible`
+/// references (for a RUNTIME principal: a resource bound to it).
+pub async fn referenced_names<C: ConnectionTrait>(
+    conn: &C,
+    visible: Visible,
+    keys: &HashSet<String>,
+) -> Result<HashSet<String>> {
+    let resources = visible
+        .select()
+        .select_only()
+        .column(resource::Column::Id)
+        .into_query();
+    let found: Vec<String> = resource_reference::Entity::find()
+        .filter(resource_reference::Column::ResourceId.in_subquery(resources))
+        .filter(resource_reference::Column::SecretNameKey.is_in(keys.iter().cloned()))
+        .select_only()
+        .column(resource_reference::Column::SecretNameKey)
+        .distinct()
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(found.into_iter().collect())
 }
 
 fn filtered(visible: Visible, kind: Option<ResourceKind>) -> sea_orm::Select<resource::Entity> {

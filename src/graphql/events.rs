@@ -1,5 +1,6 @@
-//! Subscriptions (DESIGN §7): `secretEvents` and `dependentEvents`, ADMIN-only like the
-//! queries they mirror, filtered to the subscriber's organization. Events are built from
+//! Subscriptions (DESIGN §7): `secretEvents` and `dependentEvents`, for those who may
+//! inspect (admins, inspectors) and for a RUNTIME account about what is bound to it (§9),
+//! filtered to the subscriber's organization. Events are built from
 //! the [`crate::events`] feed of [`crate::domain::events::Notice`]s; what a notice does not
 //! carry (the resource, the principal) is loaded when the event is delivered. Never a value.
 use std::{collections::HashSet, sync::Arc};
@@ -90,21 +91,44 @@ pub struct SubscriptionRoot;
 
 #[Subscription(name = "Subscription")]
 impl SubscriptionRoot {
-    /// Changes to the organization's secrets, or to those named, in commit order.
-    #[graphql(guard = "RoleGuard::new(Permission::Inspect)")]
+    /// Changes to the organization's secrets, or to those named, in commit order. A
+    /// RUNTIME account follows secrets that a resource bound to it references (`names`
+    /// required), and hears nothing more of one once no bound resource references it.
+    #[graphql(guard = "RoleGuard::new(Permission::WatchResources)")]
     async fn secret_events(
         &self,
         ctx: &Context<'_>,
         names: Option<Vec<String>>,
     ) -> Result<impl Stream<Item = Result<SecretEvent>> + use<>> {
-        let org_id = actor(ctx)?.org_id();
+        let principal = actor(ctx)?.principal;
+        let org_id = principal.org_id;
         let keys = match names {
             Some(names) => Some(name_keys(&names)?),
             None => None,
         };
-        let feed = app(ctx)?.db.events().subscribe();
+        let db = app(ctx)?.db.clone();
+        // A RUNTIME account: only names its bound resources reference, checked now and
+        // at every event (it may be unbound, or the reference removed, meanwhile).
+        let runtime = principal.role == Role::Runtime;
+        if runtime {
+            let visible = resources::Visible::to(&principal);
+            let asked = keys.clone().unwrap_or_default();
+            let referenced = resources::referenced_names(db.read(), visible, &asked)
+                .await
+                .map_err(|e| e.extend())?;
+            if asked.is_empty() || referenced.len() != asked.len() {
+                return Err(crate::Error::Denied(
+                    "a RUNTIME account follows the events of secrets that a resource bound \
+                     to it references: name them in `names`"
+                        .into(),
+                )
+                .extend());
+            }
+        }
+        let visible = resources::Visible::to(&principal);
+        let feed = db.events().subscribe();
         Ok(deliveries(feed, move |notice| {
-            let keys = keys.clone();
+            let (keys, db) = (keys.clone(), db.clone());
             async move {
                 let Change::Secret {
                     kind,
@@ -117,6 +141,14 @@ impl SubscriptionRoot {
                 };
                 if notice.org_id != org_id || !wanted(keys.as_ref(), &notice.secret_name) {
                     return None;
+                }
+                if runtime {
+                    let key = HashSet::from([notice.secret_name.to_ascii_lowercase()]);
+                    match resources::referenced_names(db.read(), visible, &key).await {
+                        Ok(found) if !found.is_empty() => {}
+                        Ok(_) => return None,
+                        Err(e) => return Some(Err(e.extend())),
+                    }
                 }
                 Some(Ok(SecretEvent {
                     kind: kind.into(),

@@ -5,7 +5,8 @@
 //!
 //! - [`args`]: the flags; [`credentials`]: the token (given, or exchanged from a JWT);
 //! - [`fetch`]: `GET /v1/resources/{id}/secrets`; [`environment`]: values → variables;
-//! - [`child`]: the command and its signals; [`watch`]: the `dependentEvents` feed;
+//! - [`child`]: the command and its signals; [`watch`]: the `dependentEvents` feed and
+//!   the pinned secrets' `secretEvents`;
 //! - [`supervise`]: the loop that ties them together.
 //!
 //! Values and tokens are held in `secrecy`/`zeroize` types and handed only to the
@@ -99,8 +100,14 @@ async fn start(args: RunArgs) -> Result<u8, Failure> {
     let exchange = credentials::Credentials::from_args(&args, http.clone());
     let credentials = Arc::new(unless_signalled(&mut signals, exchange).await?);
     let mut events = None;
+    let (pinned_names, names) = tokio::sync::watch::channel(Vec::new());
     if args.watch {
-        let mut heard = watch::spawn(&args.server, args.resource.clone(), credentials.clone())?;
+        let mut heard = watch::spawn(
+            &args.server,
+            args.resource.clone(),
+            credentials.clone(),
+            names,
+        )?;
         // Subscribed before the first fetch, so that no deployment falls between them. A
         // server that cannot be watched yet is retried in the background: the command
         // starts anyway, and the values are fetched again once the watch is up.
@@ -114,6 +121,7 @@ async fn start(args: RunArgs) -> Result<u8, Failure> {
     }
     let supervisor = supervise::Supervisor {
         hidden: credentials::Credentials::variables(&args),
+        pinned_names,
         args,
         http,
         credentials,

@@ -9,7 +9,10 @@ use std::{sync::Arc, time::Duration};
 
 use chrono::{DateTime, Utc};
 use reqwest::Client;
-use tokio::{sync::mpsc, time::Instant};
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
 
 use super::{
     Failure, RunArgs,
@@ -18,11 +21,13 @@ use super::{
     environment, fetch,
     fetch::Deployment,
     say,
-    watch::{Change, Heard},
+    watch::{Change, Heard, SecretChange},
 };
 
 pub struct Supervisor {
     pub args: RunArgs,
+    /// Tells the watch which secrets the running deployment pins.
+    pub pinned_names: watch::Sender<Vec<String>>,
     pub http: Client,
     pub credentials: Arc<Credentials>,
     pub signals: Forwarded,
@@ -89,6 +94,7 @@ impl Supervisor {
                             fetch_at = Some(Instant::now() + self.debounce());
                         }
                     }
+                    Some(Heard::Secret(change)) => report(&change),
                     None => events = None,
                 },
                 () = due => {
@@ -97,6 +103,18 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Has the watch follow the secrets `pins` holds.
+    fn follow(&self, pins: &fetch::Pins) {
+        let mut names: Vec<String> = pins.secrets.iter().map(|s| s.name.clone()).collect();
+        names.sort();
+        names.dedup();
+        self.pinned_names.send_if_modified(|current| {
+            let changed = *current != names;
+            *current = names;
+            changed
+        });
     }
 
     fn debounce(&self) -> Duration {
@@ -117,6 +135,7 @@ impl Supervisor {
         let pins = unless_signalled(&mut self.signals, fetch).await?;
         let variables = environment::variables(&pins.secrets, &self.args.env)?;
         let child = child::start(&self.args.command, &variables, &self.hidden)?;
+        self.follow(&pins);
         Ok(Running {
             child,
             deployment: pins.deployment,
@@ -196,9 +215,30 @@ impl Supervisor {
             ));
         }
         running.child = child::start(&self.args.command, &variables, &self.hidden)?;
+        self.follow(&pins);
         running.deployment = pins.deployment;
         Ok(())
     }
+}
+
+/// Says what happened to a pinned secret, where it matters to the running command (which
+/// keeps its values whatever happens).
+fn report(change: &SecretChange) {
+    let name = &change.secret_name;
+    let what = match change.kind.as_str() {
+        "DISABLED" => format!(
+            "secret {name} was disabled: fetches of this resource are refused until it is \
+             enabled again; the command keeps running with the values it has"
+        ),
+        "ENABLED" => format!("secret {name} is enabled again"),
+        "DELETED" | "PURGED" => {
+            format!("secret {name} was deleted; the command keeps running with the values it has")
+        }
+        "RESTORED" => format!("secret {name} was restored"),
+        // New versions come as dependents going stale.
+        _ => return,
+    };
+    say(&what);
 }
 
 /// The pins of the resource's current deployment, with a token as fresh as needed.

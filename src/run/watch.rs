@@ -1,5 +1,6 @@
 //! `--watch`: the resource's `dependentEvents` over a graphql-transport-ws WebSocket to
-//! `{server}/graphql/ws` (the only subscription a RUNTIME account may hold, DESIGN §9).
+//! `{server}/graphql/ws`, and the `secretEvents` of the secrets it pins (what a RUNTIME
+//! account may follow, DESIGN §9), so that a secret disabled is reported when it happens.
 //!
 //! A task of its own keeps the subscription up and tells the supervisor what it hears
 //! ([`Heard`]). The token travels in `connection_init`'s payload, as the server reads it
@@ -17,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::{
     net::TcpStream,
-    sync::mpsc,
+    sync::{mpsc, watch},
     time::{sleep, sleep_until, timeout},
 };
 use tokio_tungstenite::{
@@ -41,6 +42,11 @@ const SUBSCRIPTION: &str = "subscription($resourceId: ID!) {
     dependentEvents(resourceId: $resourceId) {
         secretName previousState
         dependent { field state deployedVersion deployedAt } } }";
+const SECRET_SUBSCRIPTION: &str = "subscription($names: [String!]) {
+    secretEvents(names: $names) { kind secretName version } }";
+/// The ids of the two subscriptions on a connection.
+const DEPENDENTS: &str = "1";
+const SECRETS: &str = "2";
 /// The longest connecting and `connection_init` may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const FIRST_RETRY: Duration = Duration::from_millis(500);
@@ -59,6 +65,16 @@ pub enum Heard {
     Unavailable,
     /// A reference of the resource changed state.
     Change(Change),
+    /// Something happened to a pinned secret (disabled, enabled, deleted…).
+    Secret(SecretChange),
+}
+
+/// A `SecretEvent`, as much of it as `run` acts on.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretChange {
+    pub kind: String,
+    pub secret_name: String,
 }
 
 /// A `DependentEvent`, as much of it as `run` acts on.
@@ -79,18 +95,20 @@ pub struct Dependent {
     pub deployed_at: Option<DateTime<Utc>>,
 }
 
-/// Watches `resource` until the receiver is dropped.
+/// Watches `resource`, and the secrets `names` says it pins now, until the receiver is
+/// dropped.
 pub fn spawn(
     server: &Url,
     resource: String,
     credentials: Arc<Credentials>,
+    names: watch::Receiver<Vec<String>>,
 ) -> Result<mpsc::Receiver<Heard>, Failure> {
     let mut url = endpoint(server, &["graphql", "ws"])?;
     let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
     url.set_scheme(scheme)
         .map_err(|()| Failure::new("BAD_SERVER_URL", format!("no WebSocket URL for {server}")))?;
     let (heard, receiver) = mpsc::channel(64);
-    tokio::spawn(keep_watching(url, resource, credentials, heard));
+    tokio::spawn(keep_watching(url, resource, credentials, names, heard));
     Ok(receiver)
 }
 
@@ -108,6 +126,7 @@ async fn keep_watching(
     url: Url,
     resource: String,
     credentials: Arc<Credentials>,
+    mut names: watch::Receiver<Vec<String>>,
     heard: mpsc::Sender<Heard>,
 ) {
     let mut subscribed_before = false;
@@ -120,6 +139,7 @@ async fn keep_watching(
             &url,
             &resource,
             &credentials,
+            &mut names,
             &heard,
             &mut subscribed,
             subscribed_before,
@@ -166,6 +186,7 @@ async fn watch_once(
     url: &Url,
     resource: &str,
     credentials: &Credentials,
+    names: &mut watch::Receiver<Vec<String>>,
     heard: &mpsc::Sender<Heard>,
     subscribed: &mut bool,
     resubscribing: bool,
@@ -181,12 +202,17 @@ async fn watch_once(
         Err(_) => return Ended::Lost("the server did not accept the connection in time".into()),
     };
     let subscribe = json!({
-        "id": "1", "type": "subscribe",
+        "id": DEPENDENTS, "type": "subscribe",
         "payload": { "query": SUBSCRIPTION, "variables": { "resourceId": resource } },
     });
     if let Err(e) = socket.send(Message::text(subscribe.to_string())).await {
         return Ended::Lost(format!("could not subscribe: {e}"));
     }
+    let pinned = names.borrow_and_update().clone();
+    if let Err(why) = follow_secrets(&mut socket, &pinned, false).await {
+        return Ended::Lost(why);
+    }
+    let mut following = !pinned.is_empty();
     *subscribed = true;
     let news = if resubscribing {
         Heard::Resubscribed
@@ -205,6 +231,19 @@ async fn watch_once(
         };
         let message = tokio::select! {
             message = socket.next() => message,
+            changed = names.changed() => {
+                if changed.is_err() {
+                    // The supervisor is gone.
+                    let _ = socket.close(None).await;
+                    return Ended::Done;
+                }
+                let pinned = names.borrow_and_update().clone();
+                if let Err(why) = follow_secrets(&mut socket, &pinned, following).await {
+                    return Ended::Lost(why);
+                }
+                following = !pinned.is_empty();
+                continue;
+            }
             () = refresh => {
                 // Exchanged again: reconnect with the new token before the old one expires
                 // (the server closes a connection whose token has). Not exchanged (it
@@ -246,14 +285,28 @@ async fn watch_once(
                     return Ended::Lost(e.to_string());
                 }
             }
-            Some("next") => match event(&message["payload"]) {
-                Ok(change) => {
-                    if heard.send(Heard::Change(change)).await.is_err() {
-                        return Ended::Done;
+            Some("next") => {
+                let news = if message["id"] == SECRETS {
+                    event(&message["payload"], "secretEvents").map(Heard::Secret)
+                } else {
+                    event(&message["payload"], "dependentEvents").map(Heard::Change)
+                };
+                match news {
+                    Ok(news) => {
+                        if heard.send(news).await.is_err() {
+                            return Ended::Done;
+                        }
                     }
+                    Err(why) => return Ended::Lost(why),
                 }
-                Err(why) => return Ended::Lost(why),
-            },
+            }
+            // The secrets' events are news besides; without them deployments are still
+            // watched (a disabled secret is then reported at the next fetch).
+            Some("error") if message["id"] == SECRETS => say(&format!(
+                "not following the pinned secrets' events: {}",
+                errors(&message["payload"])
+            )),
+            Some("complete") if message["id"] == SECRETS => {}
             Some("error") => {
                 return Ended::Lost(format!(
                     "subscription refused: {}",
@@ -264,6 +317,33 @@ async fn watch_once(
             _ => {}
         }
     }
+}
+
+/// Subscribes to the events of the secrets `names` (after ending the subscription of the
+/// names before, if `replacing`); none when there are none.
+async fn follow_secrets(
+    socket: &mut Socket,
+    names: &[String],
+    replacing: bool,
+) -> Result<(), String> {
+    if replacing {
+        let complete = json!({ "id": SECRETS, "type": "complete" });
+        socket
+            .send(Message::text(complete.to_string()))
+            .await
+            .map_err(|e| format!("could not resubscribe: {e}"))?;
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    let subscribe = json!({
+        "id": SECRETS, "type": "subscribe",
+        "payload": { "query": SECRET_SUBSCRIPTION, "variables": { "names": names } },
+    });
+    socket
+        .send(Message::text(subscribe.to_string()))
+        .await
+        .map_err(|e| format!("could not subscribe: {e}"))
 }
 
 /// Opens the socket and has `connection_init` acknowledged.
@@ -313,12 +393,13 @@ fn pong() -> Message {
     Message::text(json!({ "type": "pong" }).to_string())
 }
 
-/// The change a `next` payload carries, or why it carries none (`EVENTS_MISSED`...).
-fn event(payload: &Value) -> Result<Change, String> {
+/// The event a `next` payload of the subscription to `field` carries, or why it carries
+/// none (`EVENTS_MISSED`...).
+fn event<T: serde::de::DeserializeOwned>(payload: &Value, field: &str) -> Result<T, String> {
     if payload.get("errors").is_some_and(|e| !e.is_null()) {
         return Err(format!("the subscription failed: {}", errors(payload)));
     }
-    serde_json::from_value(payload["data"]["dependentEvents"].clone())
+    serde_json::from_value(payload["data"][field].clone())
         .map_err(|e| format!("an event that cannot be read: {e}"))
 }
 

@@ -765,60 +765,95 @@ async fn refusal_of(ws: &mut Subscriber, id: &str) -> String {
 }
 
 /// A RUNTIME account may hold a subscription connection, for `dependentEvents` of a
-/// resource bound to it (what `strongroom run --watch` needs) and nothing else: no secret
-/// events, no organization-wide or unbound dependent events; it sees its pipeline go
-/// STALE when the secret is updated and UP_TO_DATE when redeployed.
+/// resource bound to it and the `secretEvents` of secrets that resource references (what
+/// `strongroom run --watch` needs), and nothing else: no organization-wide or unbound
+/// dependent events, no events of secrets only other resources reference. It sees its
+/// pipeline go STALE when the secret is updated (and UP_TO_DATE when redeployed), and the
+/// update itself.
 async fn a_runtime_watches_only_the_resource_bound_to_it(store: Store) {
     let app = TestApp::spawn(store).await;
     app.create_secret("WATCHED_KEY", "v1").await;
+    app.create_secret("OTHER_KEY", "o1").await;
     let watched = app
         .deploy_pipeline("watched", &[("WATCHED_KEY", "k")])
         .await;
     let unwatched = app
-        .deploy_pipeline("unwatched", &[("WATCHED_KEY", "k")])
+        .deploy_pipeline("unwatched", &[("WATCHED_KEY", "k"), ("OTHER_KEY", "o")])
         .await;
     let runtime = app.create_service_account("RUNTIME").await;
     data(&app.admin(BIND, bind_vars(&watched, &runtime.id)).await);
 
     let mut ws = Subscriber::start(&app.api, &runtime.token).await;
     for (query, variables) in [
-        (SECRET_EVENTS, json!({ "names": ["WATCHED_KEY"] })),
+        (SECRET_EVENTS, json!({})),
+        (SECRET_EVENTS, json!({ "names": ["OTHER_KEY"] })),
+        (
+            SECRET_EVENTS,
+            json!({ "names": ["WATCHED_KEY", "OTHER_KEY"] }),
+        ),
         (DEPENDENT_EVENTS, json!({})),
         (DEPENDENT_EVENTS, json!({ "resourceId": unwatched })),
     ] {
         let id = ws.subscribe(query, variables.clone()).await;
         assert_eq!(refusal_of(&mut ws, &id).await, "FORBIDDEN", "{variables}");
     }
-    let id = ws
+    let dependents = ws
         .subscribe(DEPENDENT_EVENTS, json!({ "resourceId": watched }))
         .await;
+    let secrets = ws
+        .subscribe(SECRET_EVENTS, json!({ "names": ["WATCHED_KEY"] }))
+        .await;
     // The server starts listening when it first runs the subscription: change the secret
-    // (STALE) and redeploy (UP_TO_DATE) until an event arrives, a bounded number of times.
-    let mut event = None;
+    // (STALE) and redeploy (UP_TO_DATE) until an event of each has arrived, a bounded
+    // number of times.
+    let (mut dependent_event, mut secret_event) = (None, None);
     for round in 0..20 {
         let input =
             json!({ "input": { "name": "WATCHED_KEY", "value": format!("v{}", round + 2) } });
         data(&app.admin(UPDATE_SECRET, input).await);
-        if let Some(message) = next_message(&mut ws).await {
-            event = Some(message);
-            break;
-        }
         data(&app.admin(DEPLOY, json!({ "id": watched })).await);
-        if let Some(message) = next_message(&mut ws).await {
-            event = Some(message);
+        while let Some(message) = next_message(&mut ws).await {
+            let Incoming::Next { id, payload } = message else {
+                panic!("not an event: {message:?}");
+            };
+            assert!(payload.get("errors").is_none(), "{payload}");
+            if id == dependents {
+                dependent_event.get_or_insert(payload);
+            } else {
+                assert_eq!(id, secrets, "{payload}");
+                secret_event.get_or_insert(payload);
+            }
+        }
+        if dependent_event.is_some() && secret_event.is_some() {
             break;
         }
     }
-    let Some(Incoming::Next { id: got, payload }) = event else {
-        panic!("no dependent event reached the runtime: {event:?}");
+    let (Some(dependent_event), Some(secret_event)) = (dependent_event, secret_event) else {
+        panic!("the runtime did not hear both feeds");
     };
-    assert_eq!(got, id);
-    assert!(payload.get("errors").is_none(), "{payload}");
-    let dependent = &payload["data"]["dependentEvents"]["dependent"];
-    assert_eq!(dependent["resource"]["name"], "watched", "{payload}");
+    let dependent = &dependent_event["data"]["dependentEvents"]["dependent"];
+    assert_eq!(
+        dependent["resource"]["name"], "watched",
+        "{dependent_event}"
+    );
     assert!(
         ["STALE", "UP_TO_DATE"].contains(&dependent["state"].as_str().unwrap_or_default()),
-        "{payload}"
+        "{dependent_event}"
+    );
+    let secret = &secret_event["data"]["secretEvents"];
+    assert_eq!(
+        (&secret["secretName"], &secret["kind"]),
+        (&json!("WATCHED_KEY"), &json!("UPDATED")),
+        "{secret_event}"
+    );
+
+    // Unbound, it hears nothing more of either.
+    data(&app.admin(UNBIND, bind_vars(&watched, &runtime.id)).await);
+    let input = json!({ "input": { "name": "WATCHED_KEY", "value": "after-unbind" } });
+    data(&app.admin(UPDATE_SECRET, input).await);
+    assert!(
+        next_message(&mut ws).await.is_none(),
+        "an unbound runtime heard an event"
     );
 }
 

@@ -38,6 +38,8 @@ const BIND: &str = "mutation($resourceId: ID!, $principalId: ID!) {
         resource { name } } }";
 const DISABLE: &str = "mutation($name: String!) {
     disableSecret(input: { name: $name, reason: \"scream test\" }) { secret { state } } }";
+const ENABLE: &str = "mutation($name: String!) {
+    enableSecret(input: { name: $name }) { secret { state } } }";
 const CREATE_IDENTITY: &str = "mutation($input: CreateWorkloadIdentityInput!) {
     createWorkloadIdentity(input: $input) { workloadIdentity { id } } }";
 
@@ -462,8 +464,15 @@ async fn watch_restarts_on_a_new_deployment_and_only_reports_a_disabled_secret(s
     run.wait_for("the restart", |out, _| out == second);
     run.wait_for_stderr("restarting the command");
 
-    // Disabled: nothing is killed. The watch learns of it when it next fetches — here
-    // after its connection was cut (changes may have been missed meanwhile).
+    // Disabled, then enabled: each reported as it happens (the watch follows the pinned
+    // secrets' events), and nothing is killed.
+    data(&app.admin(DISABLE, json!({ "name": "API" })).await);
+    run.wait_for_stderr("secret API was disabled");
+    data(&app.admin(ENABLE, json!({ "name": "API" })).await);
+    run.wait_for_stderr("secret API is enabled again");
+    assert_eq!(run.stdout.text(), second, "the command was not restarted");
+    // Disabled while the connection is cut: the fetch made once the watch is back (changes
+    // may have been missed meanwhile) is refused, and that too leaves the command running.
     data(&app.admin(DISABLE, json!({ "name": "API" })).await);
     proxy.cut();
     run.wait_for_stderr("lost the event stream");
