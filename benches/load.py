@@ -426,6 +426,10 @@ def start_floor(floor: str, workdir: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the floor server did not print its address within 30 s")
 
 
+# `--set NAME=VALUE` settings, on top of the benchmark's own (for A/B runs of a setting).
+EXTRA_SETTINGS: dict[str, str] = {}
+
+
 def server_env(database_url: str, workdir: Path, listen: str | None = None) -> dict:
     # Start from the caller's environment without any strongroom setting in it, so the
     # server runs on its defaults but for what is set here.
@@ -441,6 +445,7 @@ def server_env(database_url: str, workdir: Path, listen: str | None = None) -> d
     })
     if listen:
         env["STRONGROOM_LISTEN"] = listen
+    env.update(EXTRA_SETTINGS)
     return env
 
 
@@ -653,7 +658,15 @@ def main() -> int:
     parser.add_argument("--strongroom", default=str(REPO / "target/release/strongroom"))
     parser.add_argument("--floor", default=str(REPO / "target/release/examples/floor"))
     parser.add_argument("--out-dir", default=str(REPO / "target/bench"))
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a server setting for the run (repeatable), e.g. "
+                             "--set STRONGROOM_WEBHOOK_WORKERS=0")
     args = parser.parse_args()
+    for setting in args.set:
+        name, sep, value = setting.partition("=")
+        if not sep or not name.startswith("STRONGROOM_"):
+            parser.error(f"--set wants STRONGROOM_NAME=VALUE, not {setting!r}")
+        EXTRA_SETTINGS[name] = value
     for binary in (args.strongroom, args.floor):
         if not os.access(binary, os.X_OK):
             parser.error(f"{binary} is missing: run benches/load, which builds it")
@@ -672,7 +685,8 @@ def main() -> int:
     summary = table(runs)
     settings = (f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --latency "
                 f"(after a {WARMUP_SECONDS} s warm-up each); {os.cpu_count()} CPUs; "
-                f"revision {git_revision()}; {elapsed:.0f} s in all")
+                f"revision {git_revision()}; {elapsed:.0f} s in all"
+                + "".join(f"; {k}={v}" for k, v in EXTRA_SETTINGS.items()))
     print()
     print(summary)
     print()
