@@ -57,7 +57,7 @@ function SignIn({ onSignedIn }: { onSignedIn: (signedIn: SignedIn) => void }) {
     setBusy(true);
     setProblem(null);
     try {
-      const answer = await whoIs(typed, VIEWER_QUERY);
+      const answer = await whoIs(typed, VIEWER_QUERY, 'ConsoleViewer');
       const viewer: Viewer | undefined = answer.data?.viewer;
       if (!viewer) {
         const code = answer.errors?.[0]?.extensions?.code ?? (answer.status === 429 ? 'RATE_LIMITED' : 'UNKNOWN');

@@ -50,3 +50,24 @@ export function Field({
     </div>
   );
 }
+
+/// A problem to announce (role=alert), if there is one.
+export function Alert({ message }: { message: string | null | undefined }) {
+  return message ? (
+    <p role="alert" className="problem">
+      {message}
+    </p>
+  ) : null;
+}
+
+/// A dialog's Cancel and its confirming button (`children`).
+export function DialogButtons({ onCancel, children }: { onCancel: () => void; children: ReactNode }) {
+  return (
+    <div className="buttons">
+      <button type="button" onClick={onCancel}>
+        Cancel
+      </button>
+      {children}
+    </div>
+  );
+}

@@ -4,7 +4,7 @@ import { useState } from 'react';
 import { useQuery } from '@apollo/client/react';
 import { DISABLE_SECRET, ENABLE_SECRET, SECRET_DETAIL } from './api';
 import { useAction, useRestore } from './actions';
-import { Dialog, Field } from './Dialog';
+import { Alert, Dialog, DialogButtons, Field } from './Dialog';
 import { describe, problemOf } from './errors';
 import { STATE_LABEL, resourceName, when } from './format';
 import { navigate, pathOf } from './router';
@@ -33,9 +33,7 @@ export function SecretDetailView({ name }: { name: string }) {
     return (
       <main>
         {back}
-        <p role="alert" className="problem">
-          {describe(problemOf(error), name)}
-        </p>
+        <Alert message={describe(problemOf(error), name)} />
       </main>
     );
   }
@@ -70,11 +68,7 @@ export function SecretDetailView({ name }: { name: string }) {
           </button>
         )}
       </div>
-      {(enable.message || restore.problem) && (
-        <p role="alert" className="problem">
-          {enable.message ?? restore.problem}
-        </p>
-      )}
+      <Alert message={enable.message ?? restore.problem} />
       {secret.description && <p>{secret.description}</p>}
       <dl className="facts">
         <dt>Current version</dt>
@@ -213,19 +207,12 @@ function DisableDialog({ name, onClose }: { name: string; onClose: () => void })
         <Field label="Reason">
           {(id) => <input id={id} required autoComplete="off" value={reason} onChange={(e) => setReason(e.target.value)} />}
         </Field>
-        {disable.message && (
-          <p role="alert" className="problem">
-            {disable.message}
-          </p>
-        )}
-        <div className="buttons">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
+        <Alert message={disable.message} />
+        <DialogButtons onCancel={onClose}>
           <button type="submit" className="danger" disabled={disable.busy || !reason.trim()}>
             Disable
           </button>
-        </div>
+        </DialogButtons>
       </form>
     </Dialog>
   );

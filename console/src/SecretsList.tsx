@@ -8,7 +8,7 @@ import { STATE_LABEL, summary, when } from './format';
 import { navigate, pathOf } from './router';
 import { CreateDialog, DeleteDialog, EditDialog, PurgeDialog, type Updated } from './dialogs';
 import { StalePanel } from './StalePanel';
-import { Field } from './Dialog';
+import { Alert, Field } from './Dialog';
 import { useRestore } from './actions';
 
 const PAGE_SIZE = 50;
@@ -103,17 +103,9 @@ export function SecretsList() {
           {notice}
         </p>
       )}
-      {restore.problem && (
-        <p role="alert" className="problem">
-          {restore.problem}
-        </p>
-      )}
+      <Alert message={restore.problem} />
       {updated && <StalePanel updated={updated} onDismiss={() => setUpdated(null)} />}
-      {error && (
-        <p role="alert" className="problem">
-          {describe(problemOf(error))}
-        </p>
-      )}
+      <Alert message={error && describe(problemOf(error))} />
 
       <table aria-label="Secrets" aria-busy={loading}>
         <thead>

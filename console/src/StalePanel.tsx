@@ -4,6 +4,7 @@ import { useState } from 'react';
 import { useQuery } from '@apollo/client/react';
 import { DEPENDENTS, REDEPLOY_STALE } from './api';
 import { useAction } from './actions';
+import { Alert } from './Dialog';
 import type { Updated } from './dialogs';
 import { STATE_LABEL, resourceName } from './format';
 
@@ -76,11 +77,7 @@ export function StalePanel({ updated, onDismiss }: { updated: Updated; onDismiss
           </ul>
         </div>
       )}
-      {redeploy.message && (
-        <p role="alert" className="problem">
-          {redeploy.message}
-        </p>
-      )}
+      <Alert message={redeploy.message} />
       <button type="button" onClick={onDismiss}>
         Dismiss
       </button>

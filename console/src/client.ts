@@ -45,7 +45,7 @@ export function openSession(token: string): Session {
 }
 
 /// The caller behind `token`, asked before any client exists: a plain POST.
-export async function whoIs(token: string, query: string): Promise<{ data?: any; errors?: any[]; status: number }> {
+export async function whoIs(token: string, query: string, operationName: string): Promise<{ data?: any; errors?: any[]; status: number }> {
   const response = await fetch('/graphql', {
     method: 'POST',
     headers: {
@@ -53,7 +53,7 @@ export async function whoIs(token: string, query: string): Promise<{ data?: any;
       accept: 'application/graphql-response+json, application/json',
       authorization: `Bearer ${token}`,
     },
-    body: JSON.stringify({ query }),
+    body: JSON.stringify({ query, operationName }),
   });
   let body: any = {};
   try {

@@ -15,7 +15,7 @@ import {
   type SecretRow,
 } from './api';
 import { useAction } from './actions';
-import { Dialog, Field } from './Dialog';
+import { Alert, Dialog, DialogButtons, Field } from './Dialog';
 import { STATE_LABEL, resourceName, when } from './format';
 
 export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone: (message: string) => void }) {
@@ -102,19 +102,12 @@ export function CreateDialog({ onClose, onDone }: { onClose: () => void; onDone:
             )}
           </div>
         )}
-        {(restore.message || purge.message) && (
-          <p role="alert" className="problem">
-            {restore.message ?? purge.message}
-          </p>
-        )}
-        <div className="buttons">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
+        <Alert message={restore.message ?? purge.message} />
+        <DialogButtons onCancel={onClose}>
           <button type="submit" className="primary" disabled={create.busy}>
             Save
           </button>
-        </div>
+        </DialogButtons>
       </form>
     </Dialog>
   );
@@ -199,14 +192,11 @@ export function EditDialog({
             )}
           </div>
         )}
-        <div className="buttons">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
+        <DialogButtons onCancel={onClose}>
           <button type="submit" className="primary" disabled={update.busy || update.problem?.code === 'VERSION_CONFLICT'}>
             Update
           </button>
-        </div>
+        </DialogButtons>
       </form>
     </Dialog>
   );
@@ -254,11 +244,7 @@ export function DeleteDialog({ name, onClose, onDone }: { name: string; onClose:
     <Dialog title={`Delete ${name}`} onClose={onClose}>
       <form onSubmit={submit}>
         {!impact && !dryRun.message && <p>Checking what depends on {name}…</p>}
-        {dryRun.message && (
-          <p role="alert" className="problem">
-            {dryRun.message}
-          </p>
-        )}
+        <Alert message={dryRun.message} />
         {impact && breaking.length === 0 && <p>No deployed pipeline or integration uses {name}.</p>}
         {breaking.length > 0 && (
           <section aria-label="What would break">
@@ -286,19 +272,12 @@ export function DeleteDialog({ name, onClose, onDone }: { name: string; onClose:
             {(id) => <input id={id} autoComplete="off" spellCheck={false} value={typed} onChange={(e) => setTyped(e.target.value)} />}
           </Field>
         )}
-        {remove.message && (
-          <p role="alert" className="problem">
-            {remove.message}
-          </p>
-        )}
-        <div className="buttons">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
+        <Alert message={remove.message} />
+        <DialogButtons onCancel={onClose}>
           <button type="submit" className="danger" disabled={!impact || !confirmed || remove.busy}>
             Delete
           </button>
-        </div>
+        </DialogButtons>
       </form>
     </Dialog>
   );
@@ -309,15 +288,8 @@ export function PurgeDialog({ name, onClose, onDone }: { name: string; onClose: 
   return (
     <Dialog title={`Purge ${name}`} onClose={onClose}>
       <p>Purging destroys every version of {name} and its keys now. It cannot be undone; the name becomes free.</p>
-      {purge.message && (
-        <p role="alert" className="problem">
-          {purge.message}
-        </p>
-      )}
-      <div className="buttons">
-        <button type="button" onClick={onClose}>
-          Cancel
-        </button>
+      <Alert message={purge.message} />
+      <DialogButtons onCancel={onClose}>
         <button
           type="button"
           className="danger"
@@ -328,7 +300,7 @@ export function PurgeDialog({ name, onClose, onDone }: { name: string; onClose: 
         >
           Purge
         </button>
-      </div>
+      </DialogButtons>
     </Dialog>
   );
 }

@@ -9,7 +9,8 @@ use reqwest::{StatusCode, Url, header::HeaderMap};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Page, Store, TestApp, both_stores, data, dialog, region, row, short_id, whole_page,
+    Page, Store, TestApp, assert_page_guarded, both_stores, data, dialog, header, region, row,
+    short_id, whole_page,
 };
 
 /// How long a change made elsewhere may take to show in the open page before the test
@@ -29,48 +30,18 @@ async fn get(app: &TestApp, path: &str) -> (StatusCode, HeaderMap, String) {
     app.send(|http, url| http.get(url), path).await
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
-}
-
-/// The playground's policy and security headers, without its style exceptions.
+/// The shared guards, with styles from this origin only: no nonce, no hash.
 #[track_caller]
 fn assert_guarded(what: &str, headers: &HeaderMap) {
-    for (name, value) in [
-        ("x-content-type-options", "nosniff"),
-        ("referrer-policy", "no-referrer"),
-        ("x-frame-options", "DENY"),
-        ("cross-origin-opener-policy", "same-origin"),
-        ("cross-origin-resource-policy", "same-origin"),
-    ] {
-        assert_eq!(header(headers, name), value, "{what}: {name}");
-    }
-    let policy = header(headers, "content-security-policy");
-    let directives: Vec<&str> = policy.split(';').map(str::trim).collect();
-    for expected in [
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "connect-src 'self'",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ] {
-        assert!(
-            directives.contains(&expected),
-            "{what}: {expected} not in {policy}"
-        );
-    }
-    assert!(
-        !policy.contains("unsafe") && !policy.contains("nonce"),
-        "{what}: {policy}"
+    let directives = assert_page_guarded(what, headers);
+    assert_eq!(
+        directives.get("style-src").map(String::as_str),
+        Some("'self'"),
+        "{what}: {directives:?}"
     );
     assert!(
-        !policy.contains("http") && !policy.contains('*'),
-        "{what}: another origin allowed in {policy}"
+        directives.keys().all(|d| d != "style-src-attr"),
+        "{what}: {directives:?}"
     );
 }
 
@@ -223,6 +194,19 @@ impl Session {
     }
 }
 
+/// The operation names of the page's `POST /graphql` requests so far, in order.
+async fn graphql_operations(page: &mut Page) -> Vec<String> {
+    let observed = page.step(json!({ "step": "observed" })).await;
+    let requests = observed["requests"].as_array().expect("requests");
+    requests
+        .iter()
+        .filter(|r| {
+            r["method"] == "POST" && r["url"].as_str().is_some_and(|u| u.ends_with("/graphql"))
+        })
+        .map(|r| r["operation"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
 /// A secret's state, version and its dependents' states, over the API.
 async fn stands(app: &TestApp, name: &str) -> (Value, Vec<String>) {
     let answer = app.admin(SECRET_STATE, json!({ "name": name })).await;
@@ -251,6 +235,11 @@ async fn an_admin_creates_and_updates_secrets(store: Store) {
     assert_eq!(page.rows().await, ["DB_URL"]);
     let summary = page.expect_text(row("DB_URL"), "1 up to date").await;
     assert!(summary.contains("0 stale · 0 broken"), "{summary}");
+    // Who signed in, then one request for the page of secrets with their dependents.
+    assert_eq!(
+        graphql_operations(page).await,
+        ["ConsoleViewer", "ConsoleSecrets"]
+    );
 
     // Create → Name, Value, Description → Save.
     let value = session.typed(&format!("console-value-{}", short_id()));
@@ -335,6 +324,14 @@ async fn an_admin_creates_and_updates_secrets(store: Store) {
     page.expect_text(region("DB_URL is now at version 4"), &pipeline)
         .await;
     assert_eq!(app.reveal("DB_URL").await, mine);
+
+    // Every live update came over one WebSocket.
+    let observed = page.step(json!({ "step": "observed" })).await;
+    assert_eq!(
+        observed["websockets"].as_array().map(Vec::len),
+        Some(1),
+        "{observed:#}"
+    );
 
     // Sign out: the page asks for a token again.
     page.click("Sign out").await;

@@ -40,7 +40,13 @@ async function launch() {
 // Records what the page asks for and what the browser refuses or reports.
 async function watch(page, report) {
   page.on('request', (request) => {
-    report.requests.push({ method: request.method(), url: request.url(), type: request.resourceType() });
+    let operation = null;
+    try {
+      operation = request.postDataJSON()?.operationName ?? null;
+    } catch (_) {
+      // no JSON body
+    }
+    report.requests.push({ method: request.method(), url: request.url(), type: request.resourceType(), operation });
   });
   page.on('websocket', (socket) => report.websockets.push(socket.url()));
   page.on('pageerror', (error) => report.pageErrors.push(String(error)));
