@@ -146,7 +146,8 @@ export function SecretsList() {
                 <time dateTime={secret.updatedAt}>{when(secret.updatedAt)}</time>
               </td>
               <td>{summary(secret.dependents)}</td>
-              <td className="actions">
+              <td>
+                <div className="actions">
                 {secret.state === 'DELETED' ? (
                   <>
                     <button type="button" onClick={() => restore.run(secret.name, () => done(`Restored ${secret.name}.`))}>
@@ -166,6 +167,7 @@ export function SecretsList() {
                     </button>
                   </>
                 )}
+                </div>
               </td>
             </tr>
           ))}

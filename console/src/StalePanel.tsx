@@ -42,8 +42,9 @@ export function StalePanel({ updated, onDismiss }: { updated: Updated; onDismiss
       ) : !redeployed ? (
         <>
           <p>
-            {stale.length === 1 ? 'This dependent is' : `These ${stale.length} dependents are`} now stale: they keep
-            running the old value until redeployed.
+            {stale.length === 1
+              ? 'This dependent is now stale: it keeps running the old value until redeployed.'
+              : `These ${stale.length} dependents are now stale: they keep running the old value until redeployed.`}
           </p>
           <ul aria-label="Stale dependents">
             {stale.map((d) => (

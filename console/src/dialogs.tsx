@@ -249,8 +249,9 @@ export function DeleteDialog({ name, onClose, onDone }: { name: string; onClose:
         {breaking.length > 0 && (
           <section aria-label="What would break">
             <p>
-              Deleting {name} breaks {breaking.length === 1 ? 'this deployment' : `these ${breaking.length} deployments`}:
-              they fail until it is restored or they are changed.
+              {breaking.length === 1
+                ? `Deleting ${name} breaks this deployment: it fails until ${name} is restored or the reference removed.`
+                : `Deleting ${name} breaks these ${breaking.length} deployments: they fail until ${name} is restored or the references removed.`}
             </p>
             <ul>
               {breaking.map((d) => (

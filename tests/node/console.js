@@ -14,6 +14,7 @@
 //   waitText {text, scope?, timeoutMs?, gone?}     → {found, text}
 //   enabled {name, scope?} → bool                  rows {} → first cells of table Secrets
 //   focus {}               → the focused control's accessible name and tag
+//   screenshot {path}      → a PNG of the whole page at `path`
 //   observed {}            → requests, websockets, violations, page and console errors
 //   storage {}             → everything the origin keeps in the browser, once settled
 //   finish {kept: [[what, text]…]} → closes the browser; which profile files hold a text
@@ -126,6 +127,9 @@ async function run(page, baseUrl, observed, command) {
         const label = element.labels && element.labels[0] ? element.labels[0].textContent : null;
         return { tag: element.tagName.toLowerCase(), label, text: element.textContent };
       });
+    case 'screenshot':
+      await page.screenshot({ path: command.path, fullPage: true });
+      return command.path;
     case 'observed':
       return observed;
     case 'storage':

@@ -145,12 +145,17 @@ impl Page {
         seen["found"] == true
     }
 
+    /// Waits until `scope` no longer shows `text` (or is gone).
+    pub async fn expect_gone(&mut self, scope: Value, text: &str) {
+        let seen = self
+            .step(json!({ "step": "waitText", "text": text, "gone": true, "scope": scope }))
+            .await;
+        assert!(seen["found"] == true, "{text:?} stayed in {scope}: {seen}");
+    }
+
     /// Waits until the dialog titled `title` is gone.
     pub async fn expect_closed(&mut self, title: &str) {
-        let seen = self
-            .step(json!({ "step": "waitText", "text": "", "gone": true, "scope": dialog(title) }))
-            .await;
-        assert!(seen["found"] == true, "dialog {title} stayed open: {seen}");
+        self.expect_gone(dialog(title), "").await;
     }
 
     pub async fn enabled(&mut self, scope: Value, name: &str) -> bool {
