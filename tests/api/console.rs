@@ -372,9 +372,8 @@ async fn an_admin_deletes_restores_and_disables_secrets(store: Store) {
             json!({ "name": "LIVE_KEY", "value": format!("v{version}") }),
         )
         .await;
-        let cell = json!({ "step": "waitText", "scope": row("LIVE_KEY"),
-            "text": format!("Active\t{version}\t"), "timeoutMs": LIVE_WAIT.as_millis() as u64 });
-        if page.step(cell).await["found"] == true {
+        let cells = format!("Active\t{version}\t");
+        if page.shows_within(row("LIVE_KEY"), &cells, LIVE_WAIT).await {
             shown = true;
             break;
         }

@@ -12,7 +12,7 @@
 //   fill {label, value, scope?}                    select {label, option}
 //   press {key}            text {scope?}           html {}
 //   waitText {text, scope?, timeoutMs?, gone?}     → {found, text}
-//   enabled {name, scope?} → bool                  rows {} → first cells of table Secrets
+//   enabled {name, scope?} → bool                  rows {} → first cells of table Secrets, loaded
 //   focus {}               → the focused control's accessible name and tag
 //   screenshot {path}      → a PNG of the whole page at `path`
 //   observed {}            → requests, websockets, violations, page and console errors
@@ -114,7 +114,8 @@ async function run(page, baseUrl, observed, command) {
     case 'enabled':
       return button().isEnabled();
     case 'rows': {
-      const table = page.getByRole('table', { name: 'Secrets' });
+      // Once the page's request has answered (the table is aria-busy while it runs).
+      const table = page.getByRole('table', { name: 'Secrets' }).and(page.locator('[aria-busy="false"]'));
       await table.waitFor();
       return table.locator('tbody tr').evaluateAll((rows) =>
         rows.map((row) => row.querySelector('th, td')?.textContent ?? ''),
