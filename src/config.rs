@@ -55,6 +55,9 @@ pub enum Command {
     Bootstrap(BootstrapArgs),
     /// Re-wrap every stored data key under another key; values are not re-encrypted.
     RotateKeys(RotateKeysArgs),
+    /// Run a command with a resource's deployed values in its environment (a client of
+    /// a strongroom server: `strongroom run --server URL --resource ID -- CMD ARGS…`).
+    Run(Box<crate::run::RunArgs>),
 }
 
 #[derive(Clone, Debug, Args)]

@@ -17,6 +17,7 @@ pub mod graphql;
 pub mod http;
 pub mod metrics;
 pub mod oidc;
+pub mod run;
 pub mod telemetry;
 pub mod webhooks;
 

@@ -17,8 +17,12 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.global.log_format);
-    let result = match cli.command() {
+    let command = cli.command();
+    // `run` is a client: no log subscriber (see `strongroom::run`), its own exit statuses.
+    if !matches!(command, Command::Run(_)) {
+        telemetry::init(cli.global.log_format);
+    }
+    let result = match command {
         Command::Serve(args) => app::serve(&cli.global, &args).await,
         Command::Migrate => app::open_database(&cli.global).await.map(|_| {
             tracing::info!("migrations applied");
@@ -29,6 +33,7 @@ async fn main() -> ExitCode {
         }
         Command::Bootstrap(args) => app::bootstrap(&cli.global, &args.org, &args.name).await,
         Command::RotateKeys(args) => app::rotate_keys(&cli.global, &args).await,
+        Command::Run(args) => return strongroom::run::run(*args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -71,7 +71,7 @@ impl NodeGuard {
     pub fn for_id(id: &ID) -> Self {
         let needs = match ids::decode(id) {
             Some((kind, _)) if kind == ids::SECRET => Permission::Inspect,
-            Some((kind, _)) if kind == ids::WEBHOOK_ENDPOINT => Permission::Administer,
+            Some((kind, _)) if kind == ids::WEBHOOK_ENDPOINT => Permission::Inspect,
             _ => Permission::ReadResources,
         };
         Self {

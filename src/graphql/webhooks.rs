@@ -1,5 +1,7 @@
-//! Webhook endpoints (DESIGN §11), admins only: signed posts of the organization's events
-//! for CI systems that redeploy when a secret changes.
+//! Webhook endpoints (DESIGN §11): signed posts of the organization's events for CI
+//! systems that redeploy when a secret changes. Admins manage them; inspectors may read
+//! them and their deliveries (never a signing secret: it is shown once, to the admin who
+//! creates or rotates it).
 use async_graphql::{
     Context, Enum, ID, InputObject, Object, ResultExt, SimpleObject,
     connection::{Connection, OpaqueCursor},
@@ -55,7 +57,7 @@ pub enum DeliveryStatus {
 /// specification (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
 pub struct WebhookEndpoint(pub webhook_endpoint::Model);
 
-#[Object(guard = "RoleGuard::new(Permission::Administer)")]
+#[Object(guard = "RoleGuard::new(Permission::Inspect)")]
 impl WebhookEndpoint {
     pub async fn id(&self) -> ID {
         ids::encode(ids::WEBHOOK_ENDPOINT, self.0.id)
@@ -114,7 +116,7 @@ impl WebhookEndpoint {
 /// One attempt to post an event to an endpoint.
 pub struct WebhookDelivery(webhook_delivery::Model);
 
-#[Object(guard = "RoleGuard::new(Permission::Administer)")]
+#[Object(guard = "RoleGuard::new(Permission::Inspect)")]
 impl WebhookDelivery {
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
@@ -169,7 +171,7 @@ pub struct WebhookQuery;
 impl WebhookQuery {
     /// The organization's webhook endpoints, oldest first.
     #[graphql(
-        guard = "RoleGuard::new(Permission::Administer)",
+        guard = "RoleGuard::new(Permission::Inspect)",
         complexity = "page_complexity(first, None, child_complexity)"
     )]
     async fn webhook_endpoints(

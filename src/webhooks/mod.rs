@@ -38,9 +38,12 @@ pub const PENDING: &str = "PENDING";
 pub const SUCCEEDED: &str = "SUCCEEDED";
 pub const FAILED: &str = "FAILED";
 
-/// How often an idle dispatcher and deliverer look for work they were not woken for
-/// (another replica's retry coming due, a wake-up missed).
-const POLL: Duration = Duration::from_millis(500);
+/// How often an idle dispatcher looks for events it was not woken for (every commit this
+/// replica hears of wakes it; this is the safety net).
+const DISPATCH_POLL: Duration = Duration::from_secs(5);
+/// How often an idle deliverer looks for messages come due (a retry's time, another
+/// replica's claim expired): one read each time.
+const DELIVER_POLL: Duration = Duration::from_secs(1);
 /// How long the dispatcher lets events gather after a wake-up, so that under a stream of
 /// writes one transaction queues many.
 const GATHER: Duration = Duration::from_millis(50);
@@ -110,7 +113,7 @@ async fn dispatcher(db: Db, mut feed: broadcast::Receiver<Delivery>, wake: Arc<N
                     return;
                 }
             }
-            () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep(DISPATCH_POLL) => {}
         }
         // Whatever else arrives meanwhile is in the same batch.
         tokio::time::sleep(GATHER).await;
@@ -171,7 +174,7 @@ async fn deliverer(
         if claimed.is_empty() {
             tokio::select! {
                 () = wake.notified() => {}
-                () = tokio::time::sleep(POLL) => {}
+                () = tokio::time::sleep(DELIVER_POLL) => {}
             }
             continue;
         }

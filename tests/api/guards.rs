@@ -68,13 +68,15 @@ both_stores!(every_sensitive_field_refuses_members_and_viewers);
 
 /// The object types whose every appearance must be refused to non-admins; their
 /// connections and edges are added from the schema ([`sensitive_closure`]).
-const SENSITIVE_TYPES: [&str; 6] = [
+const SENSITIVE_TYPES: [&str; 8] = [
     "Secret",
     "SecretValue",
     "SecretVersion",
     "Dependent",
     "ResolvedSecret",
     "AuditEvent",
+    "WebhookEndpoint",
+    "WebhookDelivery",
 ];
 
 /// The sensitive types that carry values: refused to an INSPECTOR, and to a RUNTIME
@@ -85,12 +87,24 @@ const VALUE_TYPES: [&str; 2] = ["SecretValue", "ResolvedSecret"];
 const PAGE_SIZE: i64 = 3;
 
 /// Limits that let the generated "select everything" operations through validation.
-const GENEROUS_LIMITS: [(&str, &str); 4] = [
+/// And the probes' webhook endpoints may point at a closed loopback port, where each
+/// attempt fails at once (a delivery record to read).
+const GENEROUS_LIMITS: [(&str, &str); 5] = [
     ("STRONGROOM_MAX_COMPLEXITY", "100000000"),
     ("STRONGROOM_MAX_DEPTH", "64"),
     ("STRONGROOM_MAX_ALIASES", "1000"),
     ("STRONGROOM_MAX_ROOT_FIELDS", "100"),
+    ("STRONGROOM_WEBHOOK_ALLOW_HOSTS", "127.0.0.1"),
 ];
+/// Sensitive positions no answer can hold data at, by construction (each checked for
+/// refusals all the same): an endpoint just created has made no delivery yet.
+const NEVER_DATA: [&str; 1] = ["mutation › createWebhookEndpoint › endpoint › deliveries"];
+/// Where the probes' webhook endpoints post (the discard port: nothing listens).
+const PROBE_WEBHOOK_URL: &str = "http://127.0.0.1:9/guard-probe";
+const CREATE_WEBHOOK: &str = "mutation($input: CreateWebhookEndpointInput!) {
+    createWebhookEndpoint(input: $input) { endpoint { id } } }";
+const WEBHOOK_DELIVERIES: &str = "query($id: ID!) { node(id: $id) {
+    ... on WebhookEndpoint { deliveries { totalCount } } } }";
 
 /// The guarded secret: two versions, then a deployment, then a third (so it is stale).
 const GUARDED_SECRET: &str = "GUARDED_SECRET";
@@ -187,6 +201,7 @@ async fn every_sensitive_field_refuses_members_and_viewers(store: Store) {
     let unreached: Vec<&str> = reached
         .iter()
         .filter(|(_, reached)| !**reached)
+        .filter(|(key, _)| !NEVER_DATA.iter().any(|prefix| key.starts_with(prefix)))
         .map(|(key, _)| *key)
         .collect();
     assert!(
@@ -809,12 +824,15 @@ enum Kind {
     Principal,
     ApiToken,
     WorkloadIdentity,
+    WebhookEndpoint,
 }
 
 /// The kind an identifier (`secretName`, `DeleteResourceInput`, `createApiToken`) is about.
 fn kind_in(identifier: &str) -> Option<Kind> {
     let identifier = identifier.to_lowercase();
     [
+        // First: `rotateWebhookSecret` is about an endpoint, not a secret.
+        ("webhook", Kind::WebhookEndpoint),
         ("token", Kind::ApiToken),
         ("workload", Kind::WorkloadIdentity),
         ("serviceaccount", Kind::Principal),
@@ -904,6 +922,7 @@ struct RoleTargets {
     doomed_resource: Made,
     doomed_token_id: String,
     doomed_workload_id: String,
+    doomed_webhook_id: String,
 }
 
 /// Secret values and names, each new.
@@ -936,6 +955,8 @@ struct Fixture {
     member_id: String,
     /// The RUNTIME account, bound to the guarded pipeline.
     runtime_id: String,
+    /// A webhook endpoint with a failed delivery.
+    webhook_id: String,
     roles: BTreeMap<Role, RoleTargets>,
 }
 
@@ -949,6 +970,8 @@ impl Fixture {
             value_marker: uuid::Uuid::now_v7().simple().to_string(),
             count: 0,
         };
+        // First, so that the changes below are posted to it (and fail: a delivery record).
+        let webhook_id = create_webhook(app).await;
         let secret = app.create_secret(GUARDED_SECRET, &issued.value()).await;
         update_secret(app, GUARDED_SECRET, &issued.value()).await;
         let pipeline_id =
@@ -1017,6 +1040,7 @@ impl Fixture {
             let response = app.admin(CREATE_WORKLOAD_IDENTITY, input).await;
             let doomed_workload_id =
                 text(&data(&response)["createWorkloadIdentity"]["workloadIdentity"]["id"]);
+            let doomed_webhook_id = create_webhook(app).await;
             let targets = RoleTargets {
                 token,
                 awaited_secret: format!("AWAITED_{}", role.word().to_uppercase()),
@@ -1024,6 +1048,7 @@ impl Fixture {
                 doomed_resource,
                 doomed_token_id,
                 doomed_workload_id,
+                doomed_webhook_id,
             };
             roles.insert(role, targets);
         }
@@ -1054,6 +1079,21 @@ impl Fixture {
             .map(|targets| targets.awaited_secret.clone())
             .collect();
         upsert_resource(app, "awaiting-pipeline", &awaited).await;
+        // An attempt to post one of the changes above has been recorded.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let response = app
+                .admin(WEBHOOK_DELIVERIES, json!({ "id": webhook_id }))
+                .await;
+            if data(&response)["node"]["deliveries"]["totalCount"].as_i64() > Some(0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no webhook delivery was recorded"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
 
         Fixture {
             issued,
@@ -1061,6 +1101,7 @@ impl Fixture {
             pipeline_id,
             member_id: member.id,
             runtime_id: runtime.id,
+            webhook_id,
             roles,
         }
     }
@@ -1176,6 +1217,7 @@ impl Fixture {
             "audience" => Some("strongroom".to_owned()),
             "claim" => Some("repository".to_owned()),
             "pattern" => Some("acme/*".to_owned()),
+            "url" => Some(PROBE_WEBHOOK_URL.to_owned()),
             owner if owner == "name" || owner.ends_with("Name") => {
                 let kind = site.kind()?;
                 let role = site.role;
@@ -1198,7 +1240,13 @@ impl Fixture {
                         self.targets(role).doomed_resource.name.clone()
                     }
                     (Kind::Resource | Kind::Principal, Purpose::Fresh) => self.issued.name(role),
-                    (Kind::Principal | Kind::ApiToken | Kind::WorkloadIdentity, _) => return None,
+                    (
+                        Kind::Principal
+                        | Kind::ApiToken
+                        | Kind::WorkloadIdentity
+                        | Kind::WebhookEndpoint,
+                        _,
+                    ) => return None,
                 })
             }
             _ => None,
@@ -1222,6 +1270,8 @@ impl Fixture {
             (Kind::ApiToken, _) => return None,
             (Kind::WorkloadIdentity, Purpose::Doomed) => targets.doomed_workload_id.clone(),
             (Kind::WorkloadIdentity, _) => return None,
+            (Kind::WebhookEndpoint, Purpose::Doomed) => targets.doomed_webhook_id.clone(),
+            (Kind::WebhookEndpoint, _) => self.webhook_id.clone(),
         })
     }
 }
@@ -1247,6 +1297,15 @@ fn no_rule(site: Site<'_>, type_name: &str) -> ! {
          fixture) what a valid value is",
         site.describe()
     )
+}
+
+/// A webhook endpoint posting every secret's creations and updates to
+/// [`PROBE_WEBHOOK_URL`]; returns its id.
+async fn create_webhook(app: &TestApp) -> String {
+    let input = json!({ "input": { "url": PROBE_WEBHOOK_URL,
+                                   "events": ["SECRET_CREATED", "SECRET_UPDATED"] } });
+    let response = app.admin(CREATE_WEBHOOK, input).await;
+    text(&data(&response)["createWebhookEndpoint"]["endpoint"]["id"])
 }
 
 /// Upserts a PIPELINE `name` referencing `secrets` at [`REFERENCE_FIELD`]; returns its id.

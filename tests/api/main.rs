@@ -28,6 +28,7 @@ mod outbox;
 mod races;
 mod redeploy;
 mod replicas;
+mod run;
 mod secrets;
 mod shape;
 mod shredding;

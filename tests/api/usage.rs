@@ -224,11 +224,13 @@ async fn a_burst_of_fetches_costs_a_write_per_interval(store: Store) {
     const BURST: usize = 50;
     const STATEMENTS_PER_FLUSH: u64 = 2;
     // Every request then costs exactly one token lookup, however they interleave.
-    // And no background sweep (purge, rotation) runs statements in the window.
+    // And no background sweep (purge, rotation) or webhook poll runs statements in the
+    // window.
     let env = [
         FLUSH_EVERY_SECOND[0],
         ("STRONGROOM_AUTH_CACHE_MILLIS", "0"),
         ("STRONGROOM_SWEEP_INTERVAL_SECS", "86400"),
+        ("STRONGROOM_WEBHOOK_WORKERS", "0"),
     ];
     let app = TestApp::spawn_with(store, &env).await;
     app.create_secret("EVENTS_TOKEN", "tok-19c3").await;
