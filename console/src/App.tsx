@@ -1,7 +1,7 @@
 // Sign-in and who may see what. The token is held here, in memory: a reload asks again.
 // Admins get the console; members, viewers and other roles a page that says they have
 // no access (and names no secret); a pipeline runtime's token is refused.
-import { useState } from 'react';
+import { useState, useSyncExternalStore } from 'react';
 import { ApolloProvider } from '@apollo/client/react';
 import { openSession, whoIs, type Session } from './client';
 import { VIEWER_QUERY, type Viewer } from './api';
@@ -27,6 +27,7 @@ export function App() {
     <>
       <header className="bar">
         <span className="brand">strongroom</span>
+        {session && <LiveStatus session={session} />}
         <span className="who">
           {viewer.principal.name} · {viewer.role.toLowerCase()} · {viewer.organization.name}
         </span>
@@ -42,6 +43,17 @@ export function App() {
         <NoAccess viewer={viewer} />
       )}
     </>
+  );
+}
+
+const LIVE_TEXT = { connecting: 'Connecting live updates…', live: 'Live updates on', offline: 'Live updates off' };
+
+function LiveStatus({ session }: { session: Session }) {
+  const live = useSyncExternalStore(session.live.subscribe, session.live.get);
+  return (
+    <span role="status" className={`live ${live}`}>
+      {LIVE_TEXT[live]}
+    </span>
   );
 }
 

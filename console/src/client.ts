@@ -7,13 +7,23 @@ import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
 import { OperationTypeNode } from 'graphql';
 import { createClient } from 'graphql-ws';
 
+/// Whether the WebSocket that carries the live updates is up.
+export type Live = 'connecting' | 'live' | 'offline';
+
 export interface Session {
   client: ApolloClient;
+  live: { get: () => Live; subscribe: (listener: () => void) => () => void };
   close: () => void;
 }
 
 export function openSession(token: string): Session {
   const authorization = `Bearer ${token}`;
+  let live: Live = 'connecting';
+  const listeners = new Set<() => void>();
+  const set = (now: Live) => {
+    live = now;
+    listeners.forEach((listener) => listener());
+  };
   const http = new HttpLink({ uri: '/graphql', headers: { authorization } });
   const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
   const socket = createClient({
@@ -23,6 +33,11 @@ export function openSession(token: string): Session {
     // Both subscriptions share this one socket; it closes when neither is active.
     lazy: true,
     retryAttempts: 5,
+    on: {
+      connecting: () => set('connecting'),
+      connected: () => set('live'),
+      closed: () => set('offline'),
+    },
   });
   const link = ApolloLink.split(
     (operation) => operation.operationType === OperationTypeNode.SUBSCRIPTION,
@@ -36,6 +51,13 @@ export function openSession(token: string): Session {
   });
   return {
     client,
+    live: {
+      get: () => live,
+      subscribe: (listener) => {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+    },
     close: () => {
       void socket.dispose();
       client.stop();

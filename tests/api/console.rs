@@ -235,6 +235,7 @@ async fn an_admin_creates_and_updates_secrets(store: Store) {
     assert_eq!(page.rows().await, ["DB_URL"]);
     let summary = page.expect_text(row("DB_URL"), "1 up to date").await;
     assert!(summary.contains("0 stale · 0 broken"), "{summary}");
+    page.expect_text(whole_page(), "Live updates on").await;
     // Who signed in, then one request for the page of secrets with their dependents.
     assert_eq!(
         graphql_operations(page).await,
@@ -365,6 +366,7 @@ async fn an_admin_deletes_restores_and_disables_secrets(store: Store) {
     assert_eq!(page.rows().await, ["DB_URL", "LIVE_KEY", "UNUSED"]);
 
     // Live: an update made over the API shows in the row, then a new secret appears.
+    page.expect_text(whole_page(), "Live updates on").await;
     let mut shown = false;
     for version in 2..2 + LIVE_TRIES {
         app.admin(
