@@ -1,6 +1,8 @@
 //! The HTTP surface (axum): `POST /graphql`, `GET /graphql` (queries only), the GraphiQL
-//! playground at `/`, `/healthz`, `/readyz` and `/metrics`.
+//! playground at `/`, the console at `/console`, `/healthz`, `/readyz` and `/metrics`.
+mod console;
 mod cors;
+mod guarded;
 mod limits;
 mod media;
 mod oauth;
@@ -100,6 +102,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let cors = cors::layer(&state.cors_origins);
     let router = Router::new()
         .merge(playground::routes())
+        .merge(console::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))

@@ -10,20 +10,15 @@ use std::sync::LazyLock;
 
 use axum::{
     Router,
-    body::Body,
     extract::Path,
-    http::{
-        HeaderName, HeaderValue, StatusCode,
-        header::{
-            CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY,
-            X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
-        },
-    },
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::get,
 };
 use base64::{Engine, engine::general_purpose::STANDARD};
 use sha2::{Digest, Sha256};
+
+use super::guarded::{CSS, HTML, IMMUTABLE, JAVASCRIPT, SVG, respond};
 
 /// What the page may load and do, as `(directive, sources)`: scripts from this origin only
 /// (no inline code, no eval); styles from this origin, plus the one `<style>` element
@@ -52,22 +47,8 @@ const POLICY: [(&str, &str); 10] = [
 /// The policy's text; with `style_nonce`, `style-src` also allows `<style>` elements that
 /// carry it.
 fn content_security_policy(style_nonce: Option<&str>) -> String {
-    let directives: Vec<String> = POLICY
-        .iter()
-        .map(|(directive, sources)| match style_nonce {
-            Some(nonce) if *directive == "style-src" => {
-                format!("{directive} {sources} 'nonce-{nonce}'")
-            }
-            _ => format!("{directive} {sources}"),
-        })
-        .collect();
-    directives.join("; ")
+    super::guarded::content_security_policy(&POLICY, style_nonce)
 }
-
-const HTML: &str = "text/html; charset=utf-8";
-const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
-const CSS: &str = "text/css; charset=utf-8";
-const SVG: &str = "image/svg+xml";
 
 /// A file the page loads: its name in the URL, its type and its bytes.
 struct Asset {
@@ -170,12 +151,7 @@ async fn asset(Path((digest, file)): Path<(String, String)>) -> Response {
         .find(|(asset, known)| asset.file == file && **known == digest);
     match found {
         // The path names these exact bytes: they never change under it.
-        Some((asset, _)) => respond(
-            asset.content_type,
-            "public, max-age=31536000, immutable",
-            &ASSET_POLICY,
-            asset.bytes,
-        ),
+        Some((asset, _)) => respond(asset.content_type, IMMUTABLE, &ASSET_POLICY, asset.bytes),
         // An old page's digest, or no such file.
         None => StatusCode::NOT_FOUND.into_response(),
     }
@@ -184,42 +160,10 @@ async fn asset(Path((digest, file)): Path<(String, String)>) -> Response {
 /// The policy of the assets themselves (it matters for one opened on its own, the SVG).
 static ASSET_POLICY: LazyLock<String> = LazyLock::new(|| content_security_policy(None));
 
-/// A response with the type, cache rule and policy given, and the other security headers:
-/// no MIME sniffing (a file is only ever used as what its `Content-Type` says), no
-/// referrer, no framing (clickjacking), and none of these files for other origins' pages.
-fn respond(
-    content_type: &'static str,
-    cache_control: &'static str,
-    policy: &str,
-    body: impl Into<Body>,
-) -> Response {
-    let mut response = Response::new(body.into());
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache_control));
-    // Built from constants and base64: always a valid header value.
-    if let Ok(policy) = HeaderValue::from_str(policy) {
-        headers.insert(CONTENT_SECURITY_POLICY, policy);
-    }
-    for (name, value) in [
-        (X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (REFERRER_POLICY, "no-referrer"),
-        (X_FRAME_OPTIONS, "DENY"),
-        (CROSS_ORIGIN_OPENER_POLICY, "same-origin"),
-        (CROSS_ORIGIN_RESOURCE_POLICY, "same-origin"),
-    ] {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    response
-}
-
-const CROSS_ORIGIN_OPENER_POLICY: HeaderName =
-    HeaderName::from_static("cross-origin-opener-policy");
-const CROSS_ORIGIN_RESOURCE_POLICY: HeaderName =
-    HeaderName::from_static("cross-origin-resource-policy");
-
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderValue;
+
     use super::*;
 
     #[test]

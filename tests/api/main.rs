@@ -13,6 +13,7 @@ mod auth;
 mod browser;
 mod conformance;
 mod connections;
+mod console;
 mod cors;
 mod dependents;
 mod events;

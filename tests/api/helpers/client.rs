@@ -269,3 +269,64 @@ pub async fn status_cache_body(response: reqwest::Response) -> (StatusCode, Stri
     let body = response.json().await.expect("a JSON body");
     (status, cache, body)
 }
+
+/// A response header's text; panics if it is missing.
+#[track_caller]
+pub fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_else(|| panic!("no {name} header in {headers:?}"))
+}
+
+/// Asserts what every page the binary serves (the playground, the console) and each of
+/// their assets carries: the security headers, and a policy that allows scripts and
+/// connections from this origin only, no inline script or eval, no framing, no base URL
+/// or form target, nothing from another origin. Returns the policy's directives.
+#[track_caller]
+pub fn assert_page_guarded(
+    what: &str,
+    headers: &reqwest::header::HeaderMap,
+) -> std::collections::BTreeMap<String, String> {
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("cross-origin-resource-policy", "same-origin"),
+    ] {
+        assert_eq!(header(headers, name), value, "{what}: {name}");
+    }
+    let policy = header(headers, "content-security-policy");
+    let directives: std::collections::BTreeMap<String, String> = policy
+        .split(';')
+        .filter_map(|directive| {
+            let (name, sources) = directive.trim().split_once(' ')?;
+            Some((name.to_owned(), sources.to_owned()))
+        })
+        .collect();
+    for (name, sources) in [
+        ("default-src", "'none'"),
+        ("script-src", "'self'"),
+        ("connect-src", "'self'"),
+        ("img-src", "'self' data:"),
+        ("base-uri", "'none'"),
+        ("form-action", "'none'"),
+        ("frame-ancestors", "'none'"),
+    ] {
+        assert_eq!(
+            directives.get(name).map(String::as_str),
+            Some(sources),
+            "{what}: {name} in {policy}"
+        );
+    }
+    assert!(
+        !policy.contains("unsafe-inline") && !policy.contains("unsafe-eval"),
+        "{what}: {policy}"
+    );
+    assert!(
+        !policy.contains("http") && !policy.contains('*'),
+        "{what}: another origin allowed in {policy}"
+    );
+    directives
+}

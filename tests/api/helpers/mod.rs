@@ -7,11 +7,13 @@
 //! - [`documents`]: shared GraphQL documents;
 //! - [`introspection`]: the schema, read by introspection into typed data;
 //! - [`tools`]: moto and the Node tools, installed on first use;
-//! - [`ws`]: a `graphql-transport-ws` client for subscriptions.
+//! - [`ws`]: a `graphql-transport-ws` client for subscriptions;
+//! - [`page`]: a page in headless Chromium, driven step by step.
 mod client;
 mod documents;
 mod introspection;
 mod oidc;
+mod page;
 mod process;
 mod sql;
 mod tools;
@@ -26,6 +28,7 @@ pub use client::*;
 pub use documents::*;
 pub use introspection::*;
 pub use oidc::*;
+pub use page::*;
 pub use process::*;
 pub use sql::*;
 pub use tools::*;

@@ -231,7 +231,7 @@ pub fn wait_for_address(
     }
 }
 
-pub(super) fn short_id() -> String {
+pub fn short_id() -> String {
     uuid::Uuid::now_v7().simple().to_string()[24..].to_owned()
 }
 

@@ -1,0 +1,125 @@
+// Sign-in and who may see what. The token is held here, in memory: a reload asks again.
+// Admins get the console; members, viewers and other roles a page that says they have
+// no access (and names no secret); a pipeline runtime's token is refused.
+import { useState, useSyncExternalStore } from 'react';
+import { ApolloProvider } from '@apollo/client/react';
+import { openSession, whoIs, type Session } from './client';
+import { VIEWER_QUERY, type Viewer } from './api';
+import { describe } from './errors';
+import { Console } from './Console';
+import { NoAccess } from './NoAccess';
+
+interface SignedIn {
+  viewer: Viewer;
+  session: Session | null;
+}
+
+export function App() {
+  const [signedIn, setSignedIn] = useState<SignedIn | null>(null);
+  const signOut = () => {
+    signedIn?.session?.close();
+    setSignedIn(null);
+  };
+
+  if (!signedIn) return <SignIn onSignedIn={setSignedIn} />;
+  const { viewer, session } = signedIn;
+  return (
+    <>
+      <header className="bar">
+        <span className="brand">strongroom</span>
+        {session && <LiveStatus session={session} />}
+        <span className="who">
+          {viewer.principal.name} · {viewer.role.toLowerCase()} · {viewer.organization.name}
+        </span>
+        <button type="button" onClick={signOut}>
+          Sign out
+        </button>
+      </header>
+      {session ? (
+        <ApolloProvider client={session.client}>
+          <Console />
+        </ApolloProvider>
+      ) : (
+        <NoAccess viewer={viewer} />
+      )}
+    </>
+  );
+}
+
+const LIVE_TEXT = { connecting: 'Connecting live updates…', live: 'Live updates on', offline: 'Live updates off' };
+
+function LiveStatus({ session }: { session: Session }) {
+  const live = useSyncExternalStore(session.live.subscribe, session.live.get);
+  return (
+    <span role="status" className={`live ${live}`}>
+      {LIVE_TEXT[live]}
+    </span>
+  );
+}
+
+function SignIn({ onSignedIn }: { onSignedIn: (signedIn: SignedIn) => void }) {
+  const [token, setToken] = useState('');
+  const [problem, setProblem] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  const submit = async (event: React.FormEvent) => {
+    event.preventDefault();
+    const typed = token.trim();
+    if (!typed) return;
+    setBusy(true);
+    setProblem(null);
+    try {
+      const answer = await whoIs(typed, VIEWER_QUERY, 'ConsoleViewer');
+      const viewer: Viewer | undefined = answer.data?.viewer;
+      if (!viewer) {
+        const code = answer.errors?.[0]?.extensions?.code ?? (answer.status === 429 ? 'RATE_LIMITED' : 'UNKNOWN');
+        setProblem(
+          code === 'UNAUTHENTICATED'
+            ? 'That token is not valid: it may be mistyped, revoked or expired.'
+            : describe({ code, message: answer.errors?.[0]?.message ?? `HTTP ${answer.status}` }),
+        );
+        return;
+      }
+      if (viewer.role === 'RUNTIME') {
+        setProblem('That is a pipeline runtime token: runtime tokens cannot sign in to the console. Use an admin token.');
+        return;
+      }
+      setToken('');
+      onSignedIn({ viewer, session: viewer.role === 'ADMIN' ? openSession(typed) : null });
+    } catch (error) {
+      setProblem(describe({ code: 'NETWORK', message: error instanceof Error ? error.message : String(error) }));
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  return (
+    <main className="sign-in">
+      <h1>Sign in to strongroom</h1>
+      <p>Paste an API token. It is kept in this tab's memory only: a reload asks for it again.</p>
+      <form onSubmit={submit}>
+        <label htmlFor="token">API token</label>
+        <input
+          id="token"
+          className="masked"
+          type="text"
+          autoComplete="off"
+          spellCheck={false}
+          autoCapitalize="off"
+          autoFocus
+          value={token}
+          onChange={(event) => setToken(event.target.value)}
+        />
+        <button type="submit" disabled={busy || !token.trim()}>
+          Sign in
+        </button>
+      </form>
+      {problem && (
+        <p role="alert" className="problem">
+          {problem}
+        </p>
+      )}
+      <p className="hint">Single sign-on for people is not available yet.</p>
+    </main>
+  );
+}

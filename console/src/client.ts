@@ -1,0 +1,87 @@
+// One Apollo Client per sign-in: queries and mutations over HTTP POST to /graphql,
+// subscriptions over one WebSocket to /graphql/ws. The token lives in this closure and in
+// React state only: no storage, no cookie; the cache is Apollo's in-memory one and is
+// dropped with the client at sign-out (or a reload).
+import { ApolloClient, ApolloLink, HttpLink, InMemoryCache } from '@apollo/client';
+import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
+import { OperationTypeNode } from 'graphql';
+import { createClient } from 'graphql-ws';
+
+/// Whether the WebSocket that carries the live updates is up.
+export type Live = 'connecting' | 'live' | 'offline';
+
+export interface Session {
+  client: ApolloClient;
+  live: { get: () => Live; subscribe: (listener: () => void) => () => void };
+  close: () => void;
+}
+
+export function openSession(token: string): Session {
+  const authorization = `Bearer ${token}`;
+  let live: Live = 'connecting';
+  const listeners = new Set<() => void>();
+  const set = (now: Live) => {
+    live = now;
+    listeners.forEach((listener) => listener());
+  };
+  const http = new HttpLink({ uri: '/graphql', headers: { authorization } });
+  const scheme = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
+  const socket = createClient({
+    url: `${scheme}//${window.location.host}/graphql/ws`,
+    // The server reads a subscription's token from connection_init.
+    connectionParams: { Authorization: authorization },
+    // Both subscriptions share this one socket; it closes when neither is active.
+    lazy: true,
+    retryAttempts: 5,
+    on: {
+      connecting: () => set('connecting'),
+      connected: () => set('live'),
+      closed: () => set('offline'),
+    },
+  });
+  const link = ApolloLink.split(
+    (operation) => operation.operationType === OperationTypeNode.SUBSCRIPTION,
+    new GraphQLWsLink(socket),
+    http,
+  );
+  const client = new ApolloClient({
+    link,
+    cache: new InMemoryCache(),
+    devtools: { enabled: false },
+  });
+  return {
+    client,
+    live: {
+      get: () => live,
+      subscribe: (listener) => {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+    },
+    close: () => {
+      void socket.dispose();
+      client.stop();
+      void client.clearStore();
+    },
+  };
+}
+
+/// The caller behind `token`, asked before any client exists: a plain POST.
+export async function whoIs(token: string, query: string, operationName: string): Promise<{ data?: any; errors?: any[]; status: number }> {
+  const response = await fetch('/graphql', {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/graphql-response+json, application/json',
+      authorization: `Bearer ${token}`,
+    },
+    body: JSON.stringify({ query, operationName }),
+  });
+  let body: any = {};
+  try {
+    body = await response.json();
+  } catch {
+    // not JSON (a proxy's error page, say)
+  }
+  return { ...body, status: response.status };
+}
