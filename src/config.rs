@@ -394,7 +394,11 @@ pub struct SsoArgs {
     #[arg(long, env = "STRONGROOM_OIDC_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub oidc_client_secret: Option<SecretString>,
     /// The scopes asked for, space-separated (`openid` is always among them).
-    #[arg(long, env = "STRONGROOM_OIDC_SCOPES", default_value = "openid profile email")]
+    #[arg(
+        long,
+        env = "STRONGROOM_OIDC_SCOPES",
+        default_value = "openid profile email"
+    )]
     pub oidc_scopes: String,
     /// The organization a person who signs in belongs to (by name). Unset: the only
     /// organization there is (sign-in is refused while there are several).
@@ -427,7 +431,10 @@ pub struct SsoArgs {
 impl SsoArgs {
     /// The single sign-on settings, if an issuer is configured; `listening` is the bound
     /// address (the public URL's default).
-    pub fn settings(&self, listening: SocketAddr) -> crate::Result<Option<crate::sso::SsoSettings>> {
+    pub fn settings(
+        &self,
+        listening: SocketAddr,
+    ) -> crate::Result<Option<crate::sso::SsoSettings>> {
         let Some(issuer) = self.oidc_issuer.clone() else {
             return Ok(None);
         };
@@ -436,7 +443,9 @@ impl SsoArgs {
             .oidc_client_id
             .clone()
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| invalid("STRONGROOM_OIDC_ISSUER needs STRONGROOM_OIDC_CLIENT_ID".into()))?;
+            .ok_or_else(|| {
+                invalid("STRONGROOM_OIDC_ISSUER needs STRONGROOM_OIDC_CLIENT_ID".into())
+            })?;
         let public_url = match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("http://{listening}"),

@@ -169,10 +169,11 @@ impl Sso {
     ) -> Result<Person, SsoError> {
         let start_again = "sign in again from the console";
         // Taken out whatever follows: a state is good for one try.
-        let pending = self
-            .pending
-            .remove(&digest(state))
-            .ok_or_else(|| SsoError::Refused(format!("this sign-in expired or was already used; {start_again}")))?;
+        let pending = self.pending.remove(&digest(state)).ok_or_else(|| {
+            SsoError::Refused(format!(
+                "this sign-in expired or was already used; {start_again}"
+            ))
+        })?;
         if binding.map(digest) != Some(pending.binding) {
             return Err(SsoError::Refused(format!(
                 "this sign-in was started in another browser; {start_again}"
@@ -273,10 +274,9 @@ impl Sso {
             .await
             .map_err(|e| SsoError::Unavailable(format!("the token endpoint: {e}")))?;
         let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|e| SsoError::Unavailable(format!("the token endpoint answered {status}: {e}")))?;
+        let body: Value = response.json().await.map_err(|e| {
+            SsoError::Unavailable(format!("the token endpoint answered {status}: {e}"))
+        })?;
         if !status.is_success() {
             let error = body["error"].as_str().unwrap_or("?");
             return Err(SsoError::Refused(format!(
@@ -339,8 +339,8 @@ impl Sso {
 
 /// 256 random bits, base64url (43 characters: also a valid PKCE verifier).
 fn random_text() -> Result<SecretString, SsoError> {
-    let bytes = random_bytes::<32>()
-        .map_err(|e| SsoError::Unavailable(format!("no randomness: {e}")))?;
+    let bytes =
+        random_bytes::<32>().map_err(|e| SsoError::Unavailable(format!("no randomness: {e}")))?;
     Ok(SecretString::from(URL_SAFE_NO_PAD.encode(bytes.as_ref())))
 }
 

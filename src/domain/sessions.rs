@@ -334,7 +334,10 @@ pub async fn sign_out(
     };
     let txn = crate::db::begin_write(db).await?;
     let revoked = console_session::Entity::update_many()
-        .col_expr(console_session::Column::RevokedAt, Expr::value(super::now()))
+        .col_expr(
+            console_session::Column::RevokedAt,
+            Expr::value(super::now()),
+        )
         .filter(console_session::Column::Id.eq(found.session_id))
         .filter(console_session::Column::RevokedAt.is_null())
         .exec(&txn)

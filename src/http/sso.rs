@@ -122,11 +122,7 @@ fn redirect(to: &str, cookies: impl IntoIterator<Item = Option<HeaderValue>>) ->
 
 async fn status(State(state): State<Arc<AppState>>) -> Response {
     let body = serde_json::json!({ "sso": state.sso.is_some() });
-    (
-        [(CACHE_CONTROL, "no-store")],
-        axum::Json(body),
-    )
-        .into_response()
+    ([(CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
 }
 
 async fn login(State(state): State<Arc<AppState>>) -> Response {
@@ -230,12 +226,7 @@ async fn callback(
         tracing::warn!(error = %e, "could not end the browser's previous session");
     }
     let max_age = lifetimes.absolute.num_seconds();
-    let session = set_cookie(
-        SESSION_COOKIE,
-        issued.id.expose_secret(),
-        "Strict",
-        max_age,
-    );
+    let session = set_cookie(SESSION_COOKIE, issued.id.expose_secret(), "Strict", max_age);
     let clear_login = set_cookie(LOGIN_COOKIE, "", "Lax", 0);
     redirect("/console", [session, clear_login])
 }
@@ -305,17 +296,29 @@ mod tests {
     #[test]
     fn only_this_origin_or_a_same_origin_fetch_passes() {
         let own = "http://127.0.0.1:8080";
-        assert!(from_own_origin(&headers(&[("origin", "http://127.0.0.1:8080")]), own));
-        assert!(from_own_origin(&headers(&[("sec-fetch-site", "same-origin")]), own));
+        assert!(from_own_origin(
+            &headers(&[("origin", "http://127.0.0.1:8080")]),
+            own
+        ));
+        assert!(from_own_origin(
+            &headers(&[("sec-fetch-site", "same-origin")]),
+            own
+        ));
         for foreign in [
             headers(&[("origin", "http://evil.test")]),
             headers(&[("origin", "null")]),
-            headers(&[("origin", "http://evil.test"), ("sec-fetch-site", "same-origin")]),
+            headers(&[
+                ("origin", "http://evil.test"),
+                ("sec-fetch-site", "same-origin"),
+            ]),
             headers(&[("sec-fetch-site", "same-site")]),
             headers(&[]),
         ] {
             assert!(!from_own_origin(&foreign, own), "{foreign:?}");
         }
-        assert!(!upgrade_from_own_origin(&headers(&[("sec-fetch-site", "same-origin")]), own));
+        assert!(!upgrade_from_own_origin(
+            &headers(&[("sec-fetch-site", "same-origin")]),
+            own
+        ));
     }
 }

@@ -667,9 +667,7 @@ impl Session {
             Ok(Some(role)) if role == accepted.principal.role => None,
             // The connection's context holds the role it was acknowledged with, so any
             // change ends it; one that took the right to subscribe says so.
-            Ok(Some(role)) if !role.may_subscribe() => {
-                Some((close::FORBIDDEN, MAY_NOT_SUBSCRIBE))
-            }
+            Ok(Some(role)) if !role.may_subscribe() => Some((close::FORBIDDEN, MAY_NOT_SUBSCRIBE)),
             Ok(Some(_)) => Some((
                 close::FORBIDDEN,
                 "Forbidden: the token's role changed; connect again",

@@ -15,6 +15,9 @@
 //   enabled {name, scope?} → bool                  rows {} → first cells of table Secrets, loaded
 //   focus {}               → the focused control's accessible name and tag
 //   screenshot {path}      → a PNG of the whole page at `path`
+//   cookies {}             → the browser's cookies (name, flags, expiry; the value too,
+//                            for a test to replay: it never prints them)
+//   url {}                 → the page's address now
 //   observed {}            → requests, websockets, violations, page and console errors
 //   storage {}             → everything the origin keeps in the browser, once settled
 //   finish {kept: [[what, text]…]} → closes the browser; which profile files hold a text
@@ -131,6 +134,10 @@ async function run(page, baseUrl, observed, command) {
     case 'screenshot':
       await page.screenshot({ path: command.path, fullPage: true });
       return command.path;
+    case 'cookies':
+      return page.context().cookies();
+    case 'url':
+      return page.url();
     case 'observed':
       return observed;
     case 'storage':
