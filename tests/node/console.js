@@ -18,6 +18,7 @@
 //   cookies {}             → the browser's cookies (name, flags, expiry; the value too,
 //                            for a test to replay: it never prints them)
 //   url {}                 → the page's address now
+//   axe {}                 → axe-core's serious and critical violations on the page now
 //   observed {}            → requests, websockets, violations, page and console errors
 //   storage {}             → everything the origin keeps in the browser, once settled
 //   finish {kept: [[what, text]…]} → closes the browser; which profile files hold a text
@@ -31,6 +32,9 @@ const { WAIT_MS, launch, watch, settledStorage, filesHolding } = require('./page
 
 // Each action waits this long for its control at most (Playwright auto-waits).
 const ACTION_MS = 30000;
+// axe-core, run in the page through the DevTools protocol (the page's own policy allows
+// no script of ours, rightly).
+const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 async function main() {
   const baseUrl = process.argv[2];
@@ -138,6 +142,13 @@ async function run(page, baseUrl, observed, command) {
       return page.context().cookies();
     case 'url':
       return page.url();
+    case 'axe': {
+      if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(`${AXE}\n;true`);
+      const results = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+      return results.violations
+        .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+        .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map((n) => n.html) }));
+    }
     case 'observed':
       return observed;
     case 'storage':
