@@ -406,6 +406,11 @@ async fn sweep(db: Db, interval_secs: u64, events_retention: Duration) {
             Ok(pruned) => tracing::info!(pruned, "pruned webhook messages past their retention"),
             Err(e) => tracing::error!(error = %e, "the webhook messages prune failed"),
         }
+        match crate::domain::sessions::prune(&db).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "deleted console sessions past their end"),
+            Err(e) => tracing::error!(error = %e, "the console sessions prune failed"),
+        }
     }
 }
 

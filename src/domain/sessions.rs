@@ -359,6 +359,16 @@ pub async fn sign_out(
     Ok(revoked.rows_affected > 0)
 }
 
+/// Deletes the sessions past their absolute end (every session has ended by then, revoked
+/// or idle or not): the sweep's. How many.
+pub async fn prune(db: &Db) -> Result<u64> {
+    let deleted = console_session::Entity::delete_many()
+        .filter(console_session::Column::ExpiresAt.lt(super::now()))
+        .exec(db.write())
+        .await?;
+    Ok(deleted.rows_affected)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,6 +114,11 @@ async fn a_person_signs_in_with_single_sign_on(store: Store) {
     let origin = app.base_url().to_owned();
 
     let mut page = Page::launch(&origin).await;
+    page.goto("/console").await;
+    page.expect_text(whole_page(), "Sign in with single sign-on")
+        .await;
+    page.assert_accessible("the sign-in page with single sign-on")
+        .await;
     sign_in(&mut page, "alice", "Live updates on").await;
     assert_eq!(page.rows().await, ["DB_URL"]);
     assert!(
@@ -227,6 +232,30 @@ async fn a_person_signs_in_with_single_sign_on(store: Store) {
     .unwrap_or_else(|refused| panic!("from the server's own origin: {refused:?}"));
     own.send_init(json!({})).await;
     own.expect_ack().await;
+
+    // Sign-out is CSRF-checked too: a foreign page cannot end the session.
+    let (status, _, _) = app
+        .send(
+            |http, url| {
+                http.post(url)
+                    .header("cookie", format!("{COOKIE}={value}"))
+                    .header("origin", "http://evil.test")
+            },
+            "/auth/logout",
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, me) = post_with_cookie(&app, &value, Some(&origin), VIEWER).await;
+    assert_eq!(
+        (status, &data(&me)["viewer"]["role"]),
+        (StatusCode::OK, &json!("ADMIN"))
+    );
+    // A callback that no login of this browser began is refused (login CSRF, replays).
+    let (status, body) = app
+        .get_raw("/auth/callback?code=made-up&state=made-up", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("expired or was already used"), "{body}");
 
     // Sign out: the session is revoked; the old cookie, replayed, is refused.
     page.click("Sign out").await;
