@@ -386,7 +386,7 @@ mod tests {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         assert_eq!(
             URL_SAFE_NO_PAD.encode(Sha256::digest(verifier)),
-            "E9Melhoa2OwvFrEMTJguCMoeRLNQpUoTBwF-RumTGCM"
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }
 }
