@@ -367,6 +367,45 @@ fn form_encoded(text: &str) -> String {
 mod tests {
     use super::*;
 
+    fn sso() -> Sso {
+        let verifier = Verifier::new(crate::oidc::OidcSettings {
+            cache_min: Duration::from_secs(60),
+            cache_max: Duration::from_secs(3600),
+            refetch_interval: Duration::from_secs(10),
+        })
+        .expect("a verifier");
+        let settings = SsoSettings {
+            issuer: "https://id.example.com".into(),
+            client_id: "strongroom".into(),
+            client_secret: None,
+            scopes: "openid".into(),
+            redirect_uri: "https://vault.example.com/auth/callback".into(),
+            origin: "https://vault.example.com".into(),
+            organization: None,
+            role_claim: "groups".into(),
+            admin_values: vec!["admins".into()],
+            member_values: vec!["devs".into(), "admins-to-be".into()],
+            lifetimes: Lifetimes {
+                absolute: chrono::TimeDelta::hours(8),
+                idle: chrono::TimeDelta::hours(1),
+            },
+        };
+        Sso::new(settings, Arc::new(verifier)).expect("settings")
+    }
+
+    #[test]
+    fn roles_follow_the_claim_and_default_to_viewer() {
+        let sso = sso();
+        let role = |claim: Value| sso.role(Some(&claim));
+        assert_eq!(role(serde_json::json!("admins")), Role::Admin);
+        assert_eq!(role(serde_json::json!(["devs", "admins"])), Role::Admin);
+        assert_eq!(role(serde_json::json!(["devs"])), Role::Member);
+        assert_eq!(role(serde_json::json!(["ADMINS", "admin"])), Role::Viewer);
+        assert_eq!(role(serde_json::json!(["RUNTIME"])), Role::Viewer);
+        assert_eq!(role(serde_json::json!(7)), Role::Viewer);
+        assert_eq!(sso.role(None), Role::Viewer);
+    }
+
     #[test]
     fn scopes_always_start_with_openid() {
         assert_eq!(scopes("profile email"), "openid profile email");
