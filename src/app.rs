@@ -265,6 +265,19 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         metrics.data_keys_forgotten.clone(),
     ));
     let (sessions, close_sessions) = Sessions::new(&args.limits)?;
+    // Bound before the state is made: the default public URL is the bound address.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", args.listen)))?;
+    let address: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("no local address: {e}")))?;
+    let oidc = Arc::new(crate::oidc::Verifier::new(args.oidc_settings())?);
+    let sso = args
+        .sso
+        .settings(address)?
+        .map(|settings| crate::sso::Sso::new(settings, oidc.clone()).map(Arc::new))
+        .transpose()?;
     let state_data = data.clone();
     let state = Arc::new(AppState {
         schema: graphql::build_schema(data.clone(), &args.limits),
@@ -286,14 +299,9 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
         key_check: KeyCheck::default(),
         cors_origins: args.cors_origins.clone(),
         sessions: sessions.clone(),
-        oidc: Arc::new(crate::oidc::Verifier::new(args.oidc_settings())?),
+        oidc,
+        sso,
     });
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| Error::Internal(format!("cannot listen on {}: {e}", args.listen)))?;
-    let address: SocketAddr = listener
-        .local_addr()
-        .map_err(|e| Error::Internal(format!("no local address: {e}")))?;
     tracing::info!(
         key_provider = state.data.keys.kind(),
         key_id = state.data.keys.active_key_id(),
@@ -397,6 +405,11 @@ async fn sweep(db: Db, interval_secs: u64, events_retention: Duration) {
             Ok(0) => {}
             Ok(pruned) => tracing::info!(pruned, "pruned webhook messages past their retention"),
             Err(e) => tracing::error!(error = %e, "the webhook messages prune failed"),
+        }
+        match crate::domain::sessions::prune(&db).await {
+            Ok(0) => {}
+            Ok(pruned) => tracing::info!(pruned, "deleted console sessions past their end"),
+            Err(e) => tracing::error!(error = %e, "the console sessions prune failed"),
         }
     }
 }

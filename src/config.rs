@@ -4,6 +4,7 @@
 use std::{fmt, net::SocketAddr, num::NonZeroU32, path::PathBuf, str::FromStr, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -373,6 +374,127 @@ pub struct ServeArgs {
     pub webhook_disable_after_secs: u64,
     #[command(flatten)]
     pub limits: Limits,
+    #[command(flatten)]
+    pub sso: SsoArgs,
+}
+
+/// People's single sign-on to the console (DESIGN §10 "People"): OpenID Connect's
+/// authorization code flow with PKCE, run by the server; off without an issuer.
+#[derive(Clone, Debug, Args)]
+pub struct SsoArgs {
+    /// The OpenID provider people sign in to the console with (its issuer URL, `https://`
+    /// except on a loopback host). Unset (the default): the console asks for an API token.
+    #[arg(long, env = "STRONGROOM_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// This server's client id at that provider (required with the issuer).
+    #[arg(long, env = "STRONGROOM_OIDC_CLIENT_ID")]
+    pub oidc_client_id: Option<String>,
+    /// The client's secret, for a confidential client (sent with HTTP Basic); unset for a
+    /// public client (PKCE alone).
+    #[arg(long, env = "STRONGROOM_OIDC_CLIENT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub oidc_client_secret: Option<SecretString>,
+    /// The scopes asked for, space-separated (`openid` is always among them).
+    #[arg(
+        long,
+        env = "STRONGROOM_OIDC_SCOPES",
+        default_value = "openid profile email"
+    )]
+    pub oidc_scopes: String,
+    /// The organization a person who signs in belongs to (by name). Unset: the only
+    /// organization there is (sign-in is refused while there are several).
+    #[arg(long, env = "STRONGROOM_OIDC_ORGANIZATION")]
+    pub oidc_organization: Option<String>,
+    /// The ID token claim the role is read from at every sign-in: a string or a list of
+    /// strings (such as `groups`).
+    #[arg(long, env = "STRONGROOM_OIDC_ROLE_CLAIM", default_value = "groups")]
+    pub oidc_role_claim: String,
+    /// Values of the role claim that make a person an ADMIN, comma-separated.
+    #[arg(long, env = "STRONGROOM_OIDC_ADMIN_VALUES", value_delimiter = ',')]
+    pub oidc_admin_values: Vec<String>,
+    /// Values of the role claim that make a person a MEMBER, comma-separated (ADMIN
+    /// values win). Anyone else is a VIEWER.
+    #[arg(long, env = "STRONGROOM_OIDC_MEMBER_VALUES", value_delimiter = ',')]
+    pub oidc_member_values: Vec<String>,
+    /// This server's URL as browsers reach it (`scheme://host[:port]`): the redirect URI
+    /// is this + `/auth/callback`, and cookie-authenticated requests must come from its
+    /// origin. Unset: `http://` + the address it listens on (for local use only).
+    #[arg(long, env = "STRONGROOM_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Seconds a console session lasts at most after sign-in (60–86400; 8 h by default).
+    #[arg(long, env = "STRONGROOM_SESSION_MAX_SECS", default_value_t = 28_800, value_parser = clap::value_parser!(u64).range(60..=86_400))]
+    pub session_max_secs: u64,
+    /// Seconds a console session may go unused before it ends (1–86400; 1 h by default).
+    #[arg(long, env = "STRONGROOM_SESSION_IDLE_SECS", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub session_idle_secs: u64,
+}
+
+impl SsoArgs {
+    /// The single sign-on settings, if an issuer is configured; `listening` is the bound
+    /// address (the public URL's default).
+    pub fn settings(
+        &self,
+        listening: SocketAddr,
+    ) -> crate::Result<Option<crate::sso::SsoSettings>> {
+        let Some(issuer) = self.oidc_issuer.clone() else {
+            return Ok(None);
+        };
+        let invalid = |why: String| crate::Error::Internal(why);
+        let client_id = self
+            .oidc_client_id
+            .clone()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| {
+                invalid("STRONGROOM_OIDC_ISSUER needs STRONGROOM_OIDC_CLIENT_ID".into())
+            })?;
+        let public_url = match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{listening}"),
+        };
+        let origin = origin_of(&public_url).map_err(invalid)?;
+        let seconds = |s: u64| chrono::TimeDelta::seconds(i64::try_from(s).unwrap_or(i64::MAX));
+        let values = |all: &[String]| {
+            all.iter()
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+                .collect()
+        };
+        Ok(Some(crate::sso::SsoSettings {
+            issuer,
+            client_id,
+            client_secret: self.oidc_client_secret.clone(),
+            scopes: self.oidc_scopes.clone(),
+            redirect_uri: format!("{public_url}/auth/callback"),
+            origin,
+            organization: self.oidc_organization.clone(),
+            role_claim: self.oidc_role_claim.clone(),
+            admin_values: values(&self.oidc_admin_values),
+            member_values: values(&self.oidc_member_values),
+            lifetimes: crate::domain::sessions::Lifetimes {
+                absolute: seconds(self.session_max_secs),
+                idle: seconds(self.session_idle_secs),
+            },
+        }))
+    }
+}
+
+/// The origin (`scheme://host[:port]`, as browsers send it in `Origin`) of a public URL,
+/// which may have a path (a server behind a proxy's prefix).
+fn origin_of(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| format!("STRONGROOM_PUBLIC_URL {url:?} is not a URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!(
+            "STRONGROOM_PUBLIC_URL {url:?} must be an http:// or https:// URL"
+        ));
+    }
+    Ok(parsed.origin().ascii_serialization())
+}
+
+fn parse_secret(text: &str) -> Result<SecretString, String> {
+    if text.is_empty() {
+        return Err("the client secret is empty; unset it for a public client".to_owned());
+    }
+    Ok(SecretString::from(text.to_owned()))
 }
 
 /// Abuse limits, enforced before any resolver runs.

@@ -18,6 +18,7 @@ pub mod http;
 pub mod metrics;
 pub mod oidc;
 pub mod run;
+pub mod sso;
 pub mod telemetry;
 pub mod webhooks;
 

@@ -1,9 +1,12 @@
-// Sign-in and who may see what. The token is held here, in memory: a reload asks again.
-// Admins get the console; members, viewers and other roles a page that says they have
-// no access (and names no secret); a pipeline runtime's token is refused.
-import { useState, useSyncExternalStore } from 'react';
+// Sign-in and who may see what. With single sign-on offered by the server, a person signs
+// in at their OpenID provider (the server holds the session; the page holds no token) and
+// a reload keeps them signed in; a pasted API token works either way, held here in memory
+// only: a reload asks again. Admins get the console; members, viewers and other roles a
+// page that says they have no access (and names no secret); a pipeline runtime's token is
+// refused.
+import { useEffect, useState, useSyncExternalStore } from 'react';
 import { ApolloProvider } from '@apollo/client/react';
-import { openSession, whoIs, type Session } from './client';
+import { endSsoSession, openSession, ssoOffered, whoIs, type Session } from './client';
 import { VIEWER_QUERY, type Viewer } from './api';
 import { describe } from './errors';
 import { Console } from './Console';
@@ -12,16 +15,50 @@ import { NoAccess } from './NoAccess';
 interface SignedIn {
   viewer: Viewer;
   session: Session | null;
+  /// Signed in with single sign-on: signing out ends the server's session.
+  sso: boolean;
 }
 
 export function App() {
   const [signedIn, setSignedIn] = useState<SignedIn | null>(null);
-  const signOut = () => {
+  // Unknown until the server says whether it offers single sign-on.
+  const [sso, setSso] = useState<boolean | null>(null);
+  useEffect(() => {
+    let current = true;
+    void (async () => {
+      const offered = await ssoOffered();
+      if (!current) return;
+      if (offered) {
+        // A session cookie, if the browser holds one, signs the person in.
+        const answer = await whoIs(null, VIEWER_QUERY, 'ConsoleViewer').catch(() => null);
+        const viewer: Viewer | undefined = answer?.data?.viewer;
+        if (current && viewer) {
+          setSignedIn({ viewer, session: viewer.role === 'ADMIN' ? openSession(null) : null, sso: true });
+        }
+      }
+      if (current) setSso(offered);
+    })();
+    return () => {
+      current = false;
+    };
+  }, []);
+  const signOut = async () => {
     signedIn?.session?.close();
+    if (signedIn?.sso) await endSsoSession().catch(() => undefined);
     setSignedIn(null);
   };
 
-  if (!signedIn) return <SignIn onSignedIn={setSignedIn} />;
+  if (!signedIn) {
+    if (sso === null) {
+      return (
+        <main className="sign-in">
+          <h1>Sign in to strongroom</h1>
+          <p role="status">Checking sign-in…</p>
+        </main>
+      );
+    }
+    return <SignIn sso={sso} onSignedIn={setSignedIn} />;
+  }
   const { viewer, session } = signedIn;
   return (
     <>
@@ -31,7 +68,7 @@ export function App() {
         <span className="who">
           {viewer.principal.name} · {viewer.role.toLowerCase()} · {viewer.organization.name}
         </span>
-        <button type="button" onClick={signOut}>
+        <button type="button" onClick={() => void signOut()}>
           Sign out
         </button>
       </header>
@@ -57,7 +94,7 @@ function LiveStatus({ session }: { session: Session }) {
   );
 }
 
-function SignIn({ onSignedIn }: { onSignedIn: (signedIn: SignedIn) => void }) {
+function SignIn({ sso, onSignedIn }: { sso: boolean; onSignedIn: (signedIn: SignedIn) => void }) {
   const [token, setToken] = useState('');
   const [problem, setProblem] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
@@ -85,7 +122,7 @@ function SignIn({ onSignedIn }: { onSignedIn: (signedIn: SignedIn) => void }) {
         return;
       }
       setToken('');
-      onSignedIn({ viewer, session: viewer.role === 'ADMIN' ? openSession(typed) : null });
+      onSignedIn({ viewer, session: viewer.role === 'ADMIN' ? openSession(typed) : null, sso: false });
     } catch (error) {
       setProblem(describe({ code: 'NETWORK', message: error instanceof Error ? error.message : String(error) }));
     } finally {
@@ -96,7 +133,17 @@ function SignIn({ onSignedIn }: { onSignedIn: (signedIn: SignedIn) => void }) {
   return (
     <main className="sign-in">
       <h1>Sign in to strongroom</h1>
-      <p>Paste an API token. It is kept in this tab's memory only: a reload asks for it again.</p>
+      {sso && (
+        <p>
+          <a className="button primary" href="/auth/login">
+            Sign in with single sign-on
+          </a>
+        </p>
+      )}
+      <p>
+        {sso ? 'Or paste' : 'Paste'} an API token. It is kept in this tab's memory only: a reload asks for it
+        again.
+      </p>
       <form onSubmit={submit}>
         <label htmlFor="token">API token</label>
         <input
@@ -119,7 +166,7 @@ function SignIn({ onSignedIn }: { onSignedIn: (signedIn: SignedIn) => void }) {
           {problem}
         </p>
       )}
-      <p className="hint">Single sign-on for people is not available yet.</p>
+      {!sso && <p className="hint">Single sign-on is not configured on this server.</p>}
     </main>
   );
 }

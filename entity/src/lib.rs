@@ -4,6 +4,7 @@
 
 pub mod api_token;
 pub mod audit_event;
+pub mod console_session;
 pub mod deployment;
 pub mod deployment_pin;
 pub mod event_outbox;

@@ -12,6 +12,9 @@ pub struct Model {
     /// `ADMIN`, `MEMBER` or `VIEWER`.
     pub role: String,
     pub created_at: DateTimeUtc,
+    /// For a person who signed in with OpenID Connect: the identity they were created for.
+    pub oidc_issuer: Option<String>,
+    pub oidc_subject: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -12,6 +12,7 @@ mod m20261130_000005_lifecycle;
 mod m20261203_000006_event_outbox;
 mod m20261203_000007_least_privilege;
 mod m20261204_000008_webhooks;
+mod m20261210_000009_sessions;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000006_event_outbox::Migration),
             Box::new(m20261203_000007_least_privilege::Migration),
             Box::new(m20261204_000008_webhooks::Migration),
+            Box::new(m20261210_000009_sessions::Migration),
         ]
     }
 }

@@ -158,6 +158,8 @@ pub async fn bootstrap(
                 name: Set(admin_name.as_str().to_owned()),
                 role: Set(Role::Admin.as_str().to_owned()),
                 created_at: Set(super::now()),
+                oidc_issuer: Set(None),
+                oidc_subject: Set(None),
             }
             .insert(&txn)
             .await?
@@ -283,6 +285,8 @@ pub async fn create_service_account(
         name: Set(name.as_str().to_owned()),
         role: Set(role.as_str().to_owned()),
         created_at: Set(super::now()),
+        oidc_issuer: Set(None),
+        oidc_subject: Set(None),
     }
     .insert(&txn)
     .await

@@ -12,6 +12,7 @@ pub mod redeploy;
 pub mod resources;
 pub mod rotation;
 pub mod secrets;
+pub mod sessions;
 pub mod usage;
 mod values;
 pub mod webhooks;

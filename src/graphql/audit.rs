@@ -41,13 +41,13 @@ pub enum CredentialKind {
 #[derive(SimpleObject)]
 pub struct Credential {
     kind: CredentialKind,
-    /// The API token's id (see `apiTokens`).
+    /// The API token's id (see `apiTokens`); null for a console session.
     id: Option<ID>,
     /// The API token's display prefix.
     prefix: Option<String>,
-    /// An exchanged JWT's `iss`.
+    /// An exchanged JWT's `iss`, or the ID token's of a console session's sign-in.
     issuer: Option<String>,
-    /// An exchanged JWT's `sub`.
+    /// An exchanged JWT's `sub`, or the ID token's of a console session's sign-in.
     subject: Option<String>,
 }
 
@@ -55,7 +55,11 @@ impl From<domain::Credential> for Credential {
     fn from(credential: domain::Credential) -> Self {
         Self {
             kind: credential.kind.into(),
-            id: credential.id.map(|id| ids::encode(ids::API_TOKEN, id)),
+            // A session's row id is no object of the API (and its secret never leaves it).
+            id: credential
+                .id
+                .filter(|_| credential.kind != domain::CredentialKind::Session)
+                .map(|id| ids::encode(ids::API_TOKEN, id)),
             prefix: credential.prefix,
             issuer: credential.issuer,
             subject: credential.subject,

@@ -10,6 +10,7 @@ mod params;
 mod playground;
 mod probes;
 pub mod server;
+mod sso;
 mod v1;
 mod ws;
 
@@ -75,6 +76,8 @@ pub struct AppState {
     pub sessions: Sessions,
     /// Verifies workload JWTs for `POST /oauth/token`.
     pub oidc: Arc<crate::oidc::Verifier>,
+    /// People's single sign-on to the console, when a provider is configured.
+    pub sso: Option<Arc<crate::sso::Sso>>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -103,6 +106,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let router = Router::new()
         .merge(playground::routes())
         .merge(console::routes())
+        .merge(sso::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(probes::readyz))
         .route("/metrics", get(probes::metrics))
@@ -181,9 +185,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
-/// A caller, and the token that identified it.
+/// A caller, and the token (or console session) that identified it.
 struct Caller {
     auth: Auth,
+    /// The token's or the session's id: what the per-token rate limit counts by.
     token_id: Option<uuid::Uuid>,
     credential: Option<crate::domain::Credential>,
 }
@@ -200,6 +205,21 @@ async fn authenticate(
     let data = &state.data;
     let limiter = &state.address_limiter;
     let Some(value) = headers.get(AUTHORIZATION) else {
+        // No token: the console's session cookie, if single sign-on is on, from this
+        // server's own pages only (CSRF).
+        if let Some(sso) = &state.sso
+            && let Some(session) = sso::session_cookie(headers)
+        {
+            if !sso::from_own_origin(headers, &sso.settings.origin) {
+                return Err(media.refusal(
+                    StatusCode::FORBIDDEN,
+                    Code::Forbidden,
+                    "a request signed in with the console's session cookie must come from \
+                     this server's own pages (its Origin); other clients send a token",
+                ));
+            }
+            return authenticate_session(state, peer, sso, &session, media).await;
+        }
         return without_token(limiter, peer, Auth::Anonymous).map_err(|r| r.answer(media));
     };
     let Some(token) = bearer_token(value) else {
@@ -230,22 +250,57 @@ async fn authenticate(
             tracing::info!("request with an unknown token");
             without_token(limiter, peer, Auth::Invalid).map_err(|r| r.answer(media))
         }
-        Err(e) => {
-            tracing::error!(error = %e, "authentication lookup failed");
-            // The database's state when it is the cause (`DATABASE_UNAVAILABLE`,
-            // `STORAGE_FULL`); a 503 is always worth retrying.
-            let code = if e.is_retryable() {
-                e.code()
-            } else {
-                Code::InternalServerError
-            };
-            let mut body = crate::graphql::error_response(
-                code,
-                "the server cannot check credentials right now; try again later",
-            );
-            body["errors"][0]["extensions"]["retryable"] = serde_json::Value::Bool(true);
-            Err(media.respond(StatusCode::SERVICE_UNAVAILABLE, &body))
+        Err(e) => Err(lookup_failed(&e, media)),
+    }
+}
+
+/// A credential lookup failed: a 503, always worth retrying.
+fn lookup_failed(e: &crate::Error, media: Media) -> Response {
+    tracing::error!(error = %e, "authentication lookup failed");
+    // The database's state when it is the cause (`DATABASE_UNAVAILABLE`,
+    // `STORAGE_FULL`).
+    let code = if e.is_retryable() {
+        e.code()
+    } else {
+        Code::InternalServerError
+    };
+    let mut body = crate::graphql::error_response(
+        code,
+        "the server cannot check credentials right now; try again later",
+    );
+    body["errors"][0]["extensions"]["retryable"] = serde_json::Value::Bool(true);
+    media.respond(StatusCode::SERVICE_UNAVAILABLE, &body)
+}
+
+/// Resolves a console session (the cookie's id; its origin already checked). An ended or
+/// unknown session is a request without a valid credential.
+async fn authenticate_session(
+    state: &AppState,
+    peer: Option<IpAddr>,
+    sso: &crate::sso::Sso,
+    session: &secrecy::SecretString,
+    media: Media,
+) -> Result<Caller, Response> {
+    use secrecy::ExposeSecret as _;
+    // As a valid token's, a live session's requests are not held back by its address's
+    // failures; an ended session's are charged to it.
+    let limiter = &state.address_limiter;
+    let lifetimes = sso.settings.lifetimes;
+    let db = &state.data.db;
+    match crate::domain::sessions::find(db, session.expose_secret(), lifetimes, true).await {
+        Ok(Some(found)) => {
+            Span::current().record("principal", tracing::field::display(found.principal.id));
+            Ok(Caller {
+                credential: Some(found.credential()),
+                token_id: Some(found.session_id),
+                auth: Auth::Principal(found.principal),
+            })
         }
+        Ok(None) => {
+            tracing::info!("request with an ended or unknown session");
+            without_token(limiter, peer, Auth::Invalid).map_err(|r| r.answer(media))
+        }
+        Err(e) => Err(lookup_failed(&e, media)),
     }
 }
 

@@ -85,7 +85,9 @@ use tokio::{
 };
 use uuid::Uuid;
 
-use super::{AppState, REQUEST_ID, authenticate, bearer_token, media::Media};
+use super::{
+    AppState, REQUEST_ID, authenticate, authenticate_session, bearer_token, media::Media, sso,
+};
 use crate::{
     Error,
     config::Limits,
@@ -267,11 +269,28 @@ pub async fn graphql_ws(
             "the server has as many subscription connections open as it allows; retry later",
         );
     };
+    // The console's session cookie stands in for a token, from this server's pages only.
+    let cookie = state
+        .sso
+        .as_ref()
+        .and_then(|sso| sso::session_cookie(&headers).map(|cookie| (sso, cookie)));
+    if let Some((sso, _)) = &cookie
+        && !sso::upgrade_from_own_origin(&headers, &sso.settings.origin)
+    {
+        return Media::for_refusal(&headers).refusal(
+            StatusCode::FORBIDDEN,
+            Code::Forbidden,
+            "a subscription signed in with the console's session cookie must come from this \
+             server's own pages (its Origin); other clients send a token in connection_init",
+        );
+    }
+    let cookie = cookie.map(|(_, cookie)| Arc::new(cookie));
     let max_message = state.limits.max_body_bytes;
     let (mut closing, live) = (state.sessions.closing.clone(), state.sessions.live.clone());
     let session = Arc::new(Session {
         peer: peer.ip(),
         header_auth: headers.get(AUTHORIZATION).cloned(),
+        cookie,
         request_id: headers
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
@@ -323,8 +342,17 @@ struct Session {
     /// The client's address, charged for an init without a valid token.
     peer: IpAddr,
     header_auth: Option<HeaderValue>,
+    /// The console session's id from the upgrade's cookie (its origin checked).
+    cookie: Option<Arc<SecretString>>,
     request_id: Option<String>,
     stage: Mutex<Stage>,
+}
+
+/// What the connection was authenticated with, to check again every second.
+#[derive(Clone)]
+enum Presented {
+    Token(Arc<SecretString>),
+    Session(Arc<SecretString>),
 }
 
 enum Stage {
@@ -338,7 +366,7 @@ enum Stage {
 
 #[derive(Clone)]
 struct Accepted {
-    token: Arc<SecretString>,
+    presented: Presented,
     principal: Principal,
     credential: Option<crate::domain::Credential>,
     denials: Arc<Denials>,
@@ -497,18 +525,32 @@ impl Session {
             *self.stage() = Stage::Refused(code, reason);
             Err(error)
         };
-        let Some(value) = value else {
-            return refuse(
-                close::UNAUTHORIZED,
-                "Unauthorized: send {\"Authorization\": \"Bearer <token>\"} in connection_init"
-                    .into(),
-            );
-        };
-        let token = bearer_token(&value).map(|t| Arc::new(SecretString::from(t.to_owned())));
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, value);
         // Only why it failed matters here, not how an HTTP answer would look.
-        let caller = match authenticate(&self.state, Some(self.peer), &headers, Media::Json).await {
+        let (authenticated, presented) = match (value, &self.cookie, &self.state.sso) {
+            (Some(value), ..) => {
+                let token = bearer_token(&value)
+                    .map(|t| Presented::Token(Arc::new(SecretString::from(t.to_owned()))));
+                let mut headers = HeaderMap::new();
+                headers.insert(AUTHORIZATION, value);
+                let caller =
+                    authenticate(&self.state, Some(self.peer), &headers, Media::Json).await;
+                (caller, token)
+            }
+            (None, Some(cookie), Some(sso)) => {
+                let caller =
+                    authenticate_session(&self.state, Some(self.peer), sso, cookie, Media::Json)
+                        .await;
+                (caller, Some(Presented::Session(cookie.clone())))
+            }
+            (None, ..) => {
+                return refuse(
+                    close::UNAUTHORIZED,
+                    "Unauthorized: send {\"Authorization\": \"Bearer <token>\"} in connection_init"
+                        .into(),
+                );
+            }
+        };
+        let caller = match authenticated {
             Ok(caller) => caller,
             Err(refused) if refused.status() == StatusCode::TOO_MANY_REQUESTS => {
                 return refuse(
@@ -526,10 +568,10 @@ impl Session {
             }
         };
         let credential = caller.credential;
-        let (Auth::Principal(principal), Some(token)) = (caller.auth, token) else {
+        let (Auth::Principal(principal), Some(presented)) = (caller.auth, presented) else {
             return refuse(
                 close::FORBIDDEN,
-                "Forbidden: unknown, revoked or expired token".into(),
+                "Forbidden: unknown, revoked or expired token or session".into(),
             );
         };
         if !principal.role.may_subscribe() {
@@ -572,7 +614,7 @@ impl Session {
         data.insert(ctx);
         data.insert(loader);
         *self.stage() = Stage::Accepted(Accepted {
-            token,
+            presented,
             principal,
             credential,
             denials,
@@ -606,24 +648,33 @@ impl Session {
         };
         self.flush_denials().await;
         let data = &self.state.data;
-        let found = data
-            .tokens
-            .authenticate(data.db.read(), accepted.token.expose_secret())
-            .await;
+        let found = match (&accepted.presented, &self.state.sso) {
+            (Presented::Token(token), _) => data
+                .tokens
+                .authenticate(data.db.read(), token.expose_secret())
+                .await
+                .map(|found| found.map(|f| f.principal.role)),
+            // Not a use of the session: an open page alone does not keep it from idling.
+            (Presented::Session(session), Some(sso)) => {
+                let lifetimes = sso.settings.lifetimes;
+                crate::domain::sessions::find(&data.db, session.expose_secret(), lifetimes, false)
+                    .await
+                    .map(|found| found.map(|f| f.principal.role))
+            }
+            (Presented::Session(_), None) => Ok(None),
+        };
         match found {
-            Ok(Some(found)) if found.principal.role == accepted.principal.role => None,
+            Ok(Some(role)) if role == accepted.principal.role => None,
             // The connection's context holds the role it was acknowledged with, so any
             // change ends it; one that took the right to subscribe says so.
-            Ok(Some(found)) if !found.principal.role.may_subscribe() => {
-                Some((close::FORBIDDEN, MAY_NOT_SUBSCRIBE))
-            }
+            Ok(Some(role)) if !role.may_subscribe() => Some((close::FORBIDDEN, MAY_NOT_SUBSCRIBE)),
             Ok(Some(_)) => Some((
                 close::FORBIDDEN,
                 "Forbidden: the token's role changed; connect again",
             )),
             Ok(None) => Some((
                 close::FORBIDDEN,
-                "Forbidden: the token was revoked or expired",
+                "Forbidden: the token or session was revoked or expired",
             )),
             // The database is unreachable for now: keep the connection, check again.
             Err(e) => {

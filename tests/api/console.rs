@@ -241,6 +241,7 @@ async fn an_admin_creates_and_updates_secrets(store: Store) {
         graphql_operations(page).await,
         ["ConsoleViewer", "ConsoleSecrets"]
     );
+    page.assert_accessible("the list").await;
 
     // Create → Name, Value, Description → Save.
     let value = session.typed(&format!("console-value-{}", short_id()));
@@ -248,6 +249,7 @@ async fn an_admin_creates_and_updates_secrets(store: Store) {
     page.click("Create").await;
     let create = dialog("Create secret");
     let focus = page.step(json!({ "step": "focus" })).await;
+    page.assert_accessible("the create dialog").await;
     assert_eq!(
         focus["label"], "Name",
         "the dialog takes the focus: {focus}"
@@ -277,6 +279,7 @@ async fn an_admin_creates_and_updates_secrets(store: Store) {
     // Edit → new value → Update: the stale pipeline named, then Redeploy stale (1).
     let new_value = session.typed(&format!("postgres://two-{}", short_id()));
     let page = &mut session.page;
+    page.screenshot("console-list").await;
     page.click("Edit DB_URL").await;
     let update = dialog("Update DB_URL");
     page.expect_text(
@@ -289,10 +292,7 @@ async fn an_admin_creates_and_updates_secrets(store: Store) {
     page.expect_closed("Update DB_URL").await;
     let stale = region("DB_URL is now at version 2");
     let warning = page.expect_text(stale.clone(), &pipeline).await;
-    if let Ok(dir) = std::env::var("CONSOLE_SCREENSHOTS") {
-        page.step(json!({ "step": "screenshot", "path": format!("{dir}/stale.png") }))
-            .await;
-    }
+    page.screenshot("console-stale").await;
     assert!(warning.contains("stale"), "{warning}");
     assert_eq!(stands(&app, "DB_URL").await.1, ["STALE"]);
     page.click_in(stale.clone(), "Redeploy stale (1)").await;
@@ -400,10 +400,9 @@ async fn an_admin_deletes_restores_and_disables_secrets(store: Store) {
     page.click("Delete DB_URL").await;
     let delete = dialog("Delete DB_URL");
     let impact = page.expect_text(delete.clone(), &pipeline).await;
-    if let Ok(dir) = std::env::var("CONSOLE_SCREENSHOTS") {
-        page.step(json!({ "step": "screenshot", "path": format!("{dir}/delete.png") }))
-            .await;
-    }
+    page.screenshot("console-delete").await;
+    page.assert_accessible("the delete dialog with its impact")
+        .await;
     assert!(impact.contains("breaks"), "{impact}");
     assert!(!page.enabled(delete.clone(), "Delete").await);
     page.fill(delete.clone(), "Type DB_URL to confirm", "DB_UR")
@@ -439,6 +438,7 @@ async fn an_admin_deletes_restores_and_disables_secrets(store: Store) {
     page.step(json!({ "step": "click", "role": "link", "name": "DB_URL", "exact": true, "scope": row("DB_URL") }))
         .await;
     let detail = page.expect_text(whole_page(), "Audit trail").await;
+    page.assert_accessible("the detail view").await;
     assert!(
         detail.contains("secret.delete") && detail.contains("secret.restore"),
         "{detail}"
@@ -529,9 +529,12 @@ async fn only_admins_see_secrets(store: Store) {
     let secret = format!("HIDDEN_{}", short_id().to_uppercase());
     app.create_secret(&secret, "x").await;
     let mut session = Session::open(&app, "/console").await;
+    session.page.expect_text(whole_page(), "API token").await;
+    session.page.assert_accessible("the sign-in page").await;
     for role in ["MEMBER", "VIEWER"] {
         let token = app.new_principal_token(role).await;
         session.sign_in(&token, "No access to secrets").await;
+        session.page.assert_accessible("the no-access page").await;
         let html = session.page.step(json!({ "step": "html" })).await;
         let html = html.as_str().expect("the DOM");
         assert!(!html.contains(&secret), "{role} sees {secret}:\n{html}");

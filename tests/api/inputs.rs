@@ -74,6 +74,7 @@ const TABLES: &[&str] = &[
     "webhook_endpoints",
     "webhook_messages",
     "webhook_deliveries",
+    "console_sessions",
 ];
 
 /// Refused in every position but a secret value: C0 (NUL, its neighbour, ESC, the last

@@ -33,6 +33,7 @@ mod secrets;
 mod shape;
 mod shredding;
 mod sockets;
+mod sso;
 mod statements;
 mod usage;
 mod v1;

@@ -15,6 +15,10 @@
 //   enabled {name, scope?} → bool                  rows {} → first cells of table Secrets, loaded
 //   focus {}               → the focused control's accessible name and tag
 //   screenshot {path}      → a PNG of the whole page at `path`
+//   cookies {}             → the browser's cookies (name, flags, expiry; the value too,
+//                            for a test to replay: it never prints them)
+//   url {}                 → the page's address now
+//   axe {}                 → axe-core's serious and critical violations on the page now
 //   observed {}            → requests, websockets, violations, page and console errors
 //   storage {}             → everything the origin keeps in the browser, once settled
 //   finish {kept: [[what, text]…]} → closes the browser; which profile files hold a text
@@ -28,6 +32,9 @@ const { WAIT_MS, launch, watch, settledStorage, filesHolding } = require('./page
 
 // Each action waits this long for its control at most (Playwright auto-waits).
 const ACTION_MS = 30000;
+// axe-core, run in the page through the DevTools protocol (the page's own policy allows
+// no script of ours, rightly).
+const AXE = fs.readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 
 async function main() {
   const baseUrl = process.argv[2];
@@ -131,6 +138,17 @@ async function run(page, baseUrl, observed, command) {
     case 'screenshot':
       await page.screenshot({ path: command.path, fullPage: true });
       return command.path;
+    case 'cookies':
+      return page.context().cookies();
+    case 'url':
+      return page.url();
+    case 'axe': {
+      if (!(await page.evaluate(() => typeof window.axe === 'object'))) await page.evaluate(`${AXE}\n;true`);
+      const results = await page.evaluate(() => window.axe.run(document, { resultTypes: ['violations'] }));
+      return results.violations
+        .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+        .map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map((n) => n.html) }));
+    }
     case 'observed':
       return observed;
     case 'storage':

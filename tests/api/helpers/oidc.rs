@@ -79,3 +79,61 @@ impl Drop for OidcProvider {
         self.stop();
     }
 }
+
+/// A real OpenID provider for people's sign-in to the console: `tests/node/people_oidc.js`,
+/// with login and consent pages a browser fills in, one confidential client
+/// (`strongroom-console`) whose only redirect URI is `redirect_uri`, PKCE required.
+pub struct PeopleProvider {
+    child: Option<Child>,
+    pub issuer: String,
+}
+
+impl PeopleProvider {
+    pub const CLIENT_ID: &str = "strongroom-console";
+    pub const CLIENT_SECRET: &str = "strongroom-console-secret";
+
+    /// A free loopback port for a provider started later (strongroom is told its issuer
+    /// first, and the provider strongroom's redirect URI once strongroom listens).
+    pub fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    }
+
+    pub fn start_on(port: u16, redirect_uri: &str) -> Self {
+        let mut command = node_script("people_oidc.js");
+        command
+            .env("PORT", port.to_string())
+            .env("REDIRECT_URI", redirect_uri)
+            .stderr(Stdio::null());
+        let (child, started) = start_node_service(
+            command,
+            &format!("tests/node/people_oidc.js on port {port}"),
+        );
+        Self {
+            child: Some(child),
+            issuer: started["issuer"].as_str().expect("the issuer").to_owned(),
+        }
+    }
+
+    /// The groups `login`'s ID tokens carry from now on.
+    pub async fn set_groups(&self, login: &str, groups: &[&str]) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/test/groups", self.issuer))
+            .json(&serde_json::json!({ "login": login, "groups": groups }))
+            .send()
+            .await
+            .expect("the provider's test endpoint");
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+}
+
+impl Drop for PeopleProvider {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

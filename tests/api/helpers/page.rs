@@ -165,6 +165,30 @@ impl Page {
         enabled == true
     }
 
+    /// Asserts axe-core finds no serious or critical violation on the page as it is now.
+    #[track_caller]
+    pub fn assert_accessible<'a>(&'a mut self, what: &'a str) -> impl Future<Output = ()> + 'a {
+        let caller = std::panic::Location::caller();
+        async move {
+            let violations = self.step(json!({ "step": "axe" })).await;
+            assert_eq!(
+                violations,
+                json!([]),
+                "axe-core on {what} (at {caller}): {violations:#}"
+            );
+        }
+    }
+
+    /// Writes a PNG of the whole page to `$CONSOLE_SCREENSHOTS/NAME.png`, when that names a
+    /// directory (the README's pictures are made so; other runs write nothing).
+    pub async fn screenshot(&mut self, name: &str) {
+        if let Ok(dir) = std::env::var("CONSOLE_SCREENSHOTS") {
+            let path = format!("{dir}/{name}.png");
+            self.step(json!({ "step": "screenshot", "path": path }))
+                .await;
+        }
+    }
+
     /// The names in the first cells of the `Secrets` table.
     pub async fn rows(&mut self) -> Vec<String> {
         let rows = self.step(json!({ "step": "rows" })).await;

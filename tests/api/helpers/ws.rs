@@ -82,8 +82,22 @@ impl Subscriber {
         local: Option<IpAddr>,
         header_token: Option<&str>,
     ) -> Result<Self, Refused> {
+        Self::try_connect_with(api, local, header_token, &[]).await
+    }
+
+    /// [`Self::try_connect_from`], with `extra` headers on the upgrade request (a
+    /// browser's `Origin` and `Cookie`, say).
+    pub async fn try_connect_with(
+        api: &Api,
+        local: Option<IpAddr>,
+        header_token: Option<&str>,
+        extra: &[(&'static str, &str)],
+    ) -> Result<Self, Refused> {
         let mut request = api.ws_url().into_client_request().expect("a WebSocket URL");
         let headers = request.headers_mut();
+        for (name, value) in extra {
+            headers.insert(*name, HeaderValue::from_str(value).expect("a header value"));
+        }
         headers.insert(
             header::SEC_WEBSOCKET_PROTOCOL,
             HeaderValue::from_static("graphql-transport-ws"),
