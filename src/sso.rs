@@ -2,20 +2,24 @@
 //! party, running the authorization code flow with PKCE (S256) itself, so no token ever
 //! reaches the browser.
 //!
-//! - [`Sso::begin`] makes a `state`, a `nonce` and a PKCE verifier, keeps them here for
-//!   [`LOGIN_TTL`] (10 min) under the state's hash, bound to a random value the browser
-//!   holds in a short-lived cookie (so a callback URL made for one browser — a login CSRF
-//!   — fails in another), and answers the provider's authorization URL.
-//! - [`Sso::finish`] takes the pending login back (once), exchanges the code at the
-//!   provider's token endpoint (with the verifier, and the client secret for a
+//! - [`Sso::begin`] makes 256 random bits that the browser holds for [`LOGIN_TTL`] (10 min)
+//!   in a short-lived HttpOnly cookie, and derives from them (SHA-256 under distinct
+//!   labels) the login's `state`, its `nonce` and its PKCE verifier; it answers the
+//!   provider's authorization URL with the state, the nonce and the verifier's S256
+//!   challenge.
+//! - [`Sso::finish`] derives them again from the cookie the callback brings: a `state`
+//!   that is not the cookie's is refused (a callback URL made for one browser — a login
+//!   CSRF — fails in another, and one without the cookie fails). It exchanges the code at
+//!   the provider's token endpoint (with the verifier, and the client secret for a
 //!   confidential client), and verifies the ID token: signature by a key from the issuer's
 //!   JWKS with an asymmetric algorithm, `iss`, `exp`/`nbf`/`iat` (through
 //!   [`crate::oidc::Verifier`], the workload path's checks and key cache), then `aud`
 //!   (holds the client id; with several audiences `azp` is the client id) and `nonce`.
 //!
-//! Pending logins live in this replica's memory: behind a balancer, a login must come back
-//! to the replica that began it (sticky routing for `/auth/*`), or it fails and the person
-//! signs in again.
+//! So a pending login is held by the browser alone, never by a replica: behind a balancer
+//! the callback may reach any replica. The verifier never leaves the cookie but for the
+//! token endpoint; `state` and the challenge reveal nothing of it. A login is used once:
+//! the callback clears the cookie, and the provider redeems a code once.
 //!
 //! Why not the `openidconnect` crate: it brings a second digest stack (sha2 0.10, hmac 0.12
 //! beside our 0.11/0.13), RSA and elliptic-curve crates of its own and a second way of
@@ -43,8 +47,6 @@ use crate::{
 
 /// How long a begun login may take to come back.
 pub const LOGIN_TTL: Duration = Duration::from_secs(600);
-/// Logins pending at once, at most (the oldest are dropped past it).
-const PENDING_CAPACITY: u64 = 10_000;
 /// How long the provider's endpoints (from its discovery document) are trusted.
 const DISCOVERY_TTL: Duration = Duration::from_secs(600);
 
@@ -78,11 +80,24 @@ pub enum SsoError {
     Unavailable(String),
 }
 
-struct Pending {
-    /// SHA-256 of the value in the browser's login cookie.
-    binding: [u8; 32],
+/// What a login is bound to, all derived from the browser's login cookie.
+struct Login {
+    state: String,
     nonce: SecretString,
     verifier: SecretString,
+}
+
+impl Login {
+    fn of(binding: &str) -> Self {
+        let derive =
+            |label: &str| URL_SAFE_NO_PAD.encode(Sha256::digest(format!("{label}:{binding}")));
+        Self {
+            state: derive("strongroom/sso-state"),
+            nonce: SecretString::from(derive("strongroom/sso-nonce")),
+            // 43 base64url characters: a valid PKCE verifier (RFC 7636 §4.1).
+            verifier: SecretString::from(derive("strongroom/sso-pkce")),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -101,7 +116,6 @@ pub struct Sso {
     pub settings: SsoSettings,
     http: reqwest::Client,
     verifier: Arc<Verifier>,
-    pending: moka::sync::Cache<[u8; 32], Arc<Pending>>,
     endpoints: Mutex<Option<(Endpoints, Instant)>>,
 }
 
@@ -113,15 +127,10 @@ impl Sso {
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| crate::Error::Internal(format!("the OIDC HTTP client: {e}")))?;
-        let pending = moka::sync::Cache::builder()
-            .max_capacity(PENDING_CAPACITY)
-            .time_to_live(LOGIN_TTL)
-            .build();
         Ok(Self {
             settings,
             http,
             verifier,
-            pending,
             endpoints: Mutex::default(),
         })
     }
@@ -129,11 +138,9 @@ impl Sso {
     /// Starts a login: the provider's authorization URL (code flow, S256 PKCE).
     pub async fn begin(&self) -> Result<Begun, SsoError> {
         let endpoints = self.endpoints().await?;
-        let state = random_text()?;
-        let nonce = random_text()?;
-        let verifier = random_text()?;
         let binding = random_text()?;
-        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.expose_secret()));
+        let login = Login::of(binding.expose_secret());
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(login.verifier.expose_secret()));
         let mut url = reqwest::Url::parse(&endpoints.authorization)
             .map_err(|e| SsoError::Unavailable(format!("the authorization endpoint: {e}")))?;
         url.query_pairs_mut()
@@ -141,18 +148,10 @@ impl Sso {
             .append_pair("client_id", &self.settings.client_id)
             .append_pair("redirect_uri", &self.settings.redirect_uri)
             .append_pair("scope", &scopes(&self.settings.scopes))
-            .append_pair("state", state.expose_secret())
-            .append_pair("nonce", nonce.expose_secret())
+            .append_pair("state", &login.state)
+            .append_pair("nonce", login.nonce.expose_secret())
             .append_pair("code_challenge", &challenge)
             .append_pair("code_challenge_method", "S256");
-        self.pending.insert(
-            digest(state.expose_secret()),
-            Arc::new(Pending {
-                binding: digest(binding.expose_secret()),
-                nonce,
-                verifier,
-            }),
-        );
         Ok(Begun {
             authorize_url: url.into(),
             binding,
@@ -168,19 +167,20 @@ impl Sso {
         binding: Option<&str>,
     ) -> Result<Person, SsoError> {
         let start_again = "sign in again from the console";
-        // Taken out whatever follows: a state is good for one try.
-        let pending = self.pending.remove(&digest(state)).ok_or_else(|| {
-            SsoError::Refused(format!(
-                "this sign-in expired or was already used; {start_again}"
-            ))
-        })?;
-        if binding.map(digest) != Some(pending.binding) {
+        let Some(binding) = binding else {
+            return Err(SsoError::Refused(format!(
+                "this sign-in expired, was already used or was started in another browser; \
+                 {start_again}"
+            )));
+        };
+        let login = Login::of(binding);
+        if digest(state) != digest(&login.state) {
             return Err(SsoError::Refused(format!(
                 "this sign-in was started in another browser; {start_again}"
             )));
         }
         let endpoints = self.endpoints().await?;
-        let id_token = self.exchange(&endpoints, code, &pending).await?;
+        let id_token = self.exchange(&endpoints, code, &login).await?;
         let verified = self
             .verifier
             .verify(&id_token, &self.settings.issuer)
@@ -202,7 +202,7 @@ impl Sso {
             ));
         }
         let nonce = verified.claims.get("nonce").and_then(Value::as_str);
-        if nonce != Some(pending.nonce.expose_secret()) {
+        if nonce != Some(login.nonce.expose_secret()) {
             return Err(SsoError::Refused(
                 "the ID token does not answer this sign-in (`nonce`)".into(),
             ));
@@ -249,13 +249,13 @@ impl Sso {
         &self,
         endpoints: &Endpoints,
         code: &str,
-        pending: &Pending,
+        login: &Login,
     ) -> Result<String, SsoError> {
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
             ("redirect_uri", self.settings.redirect_uri.as_str()),
-            ("code_verifier", pending.verifier.expose_secret()),
+            ("code_verifier", login.verifier.expose_secret()),
         ];
         let mut request = self.http.post(&endpoints.token);
         match &self.settings.client_secret {

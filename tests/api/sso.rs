@@ -255,7 +255,23 @@ async fn a_person_signs_in_with_single_sign_on(store: Store) {
         .get_raw("/auth/callback?code=made-up&state=made-up", None)
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert!(body.contains("expired or was already used"), "{body}");
+    assert!(body.contains("was already used"), "{body}");
+    // One whose state is not the one the browser's login cookie stands for, likewise.
+    let response = reqwest::Client::new()
+        .get(format!(
+            "{}/auth/callback?code=made-up&state=made-up",
+            app.base_url()
+        ))
+        .header(
+            "cookie",
+            "__Host-strongroom_login=a-login-this-state-is-not-of",
+        )
+        .send()
+        .await
+        .expect("GET /auth/callback");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body = response.text().await.expect("a body");
+    assert!(body.contains("started in another browser"), "{body}");
 
     // Sign out: the session is revoked; the old cookie, replayed, is refused.
     page.click("Sign out").await;
