@@ -26,7 +26,8 @@ mod target;
 use std::{sync::Arc, time::Duration};
 
 use chrono::{TimeDelta, Utc};
-use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
+use entity::webhook_message;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::{Notify, Semaphore, broadcast};
 
 pub use deliver::webhook_id;
@@ -200,47 +201,29 @@ async fn deliverer(
 /// Whether any message may be due (a read, so an idle replica does not take SQLite's
 /// writer every poll).
 async fn due(db: &Db) -> Result<bool> {
-    let conn = db.read();
-    let backend = conn.get_database_backend();
-    let param = if backend == DatabaseBackend::Postgres {
-        "$1"
-    } else {
-        "?"
-    };
-    let row = conn
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            format!(
-                "SELECT 1 FROM webhook_messages WHERE status = '{PENDING}' \
-                 AND next_attempt_at <= {param} LIMIT 1"
-            ),
-            [crate::domain::now().into()],
-        ))
-        .await?;
-    Ok(row.is_some())
+    use webhook_message::Column;
+    Ok(webhook_message::Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .filter(Column::Status.eq(PENDING))
+        .filter(Column::NextAttemptAt.lte(crate::domain::now()))
+        .into_tuple::<uuid::Uuid>()
+        .one(db.read())
+        .await?
+        .is_some())
 }
 
 /// Deletes messages that are done (succeeded or failed) and were queued more than
-/// `retention` ago, with their delivery records; returns how many messages.
+/// `retention` ago, with their delivery records (by cascade); returns how many messages.
 pub async fn prune(db: &Db, retention: Duration) -> Result<u64> {
-    let conn = db.write();
-    let backend = conn.get_database_backend();
+    use webhook_message::Column;
     let cutoff = Utc::now()
         - TimeDelta::from_std(retention)
             .map_err(|e| Error::Internal(format!("webhook retention: {e}")))?;
-    let param = if backend == DatabaseBackend::Postgres {
-        "$1"
-    } else {
-        "?"
-    };
-    let deleted = conn
-        .execute_raw(Statement::from_sql_and_values(
-            backend,
-            format!(
-                "DELETE FROM webhook_messages WHERE status <> '{PENDING}' AND created_at < {param}"
-            ),
-            [cutoff.into()],
-        ))
+    let deleted = webhook_message::Entity::delete_many()
+        .filter(Column::Status.ne(PENDING))
+        .filter(Column::CreatedAt.lt(cutoff))
+        .exec(db.write())
         .await?;
-    Ok(deleted.rows_affected())
+    Ok(deleted.rows_affected)
 }
