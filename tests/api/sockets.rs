@@ -152,7 +152,9 @@ async fn one_principal_cannot_take_every_connection(store: Store) {
 
     // A's place comes back when one of its connections closes.
     drop(held.pop());
+    // The server may not have seen the close yet: a try refused meanwhile is one more 4429.
     let mut acknowledged = false;
+    let mut refused_meanwhile = 0;
     for _ in 0..100 {
         let mut again = Subscriber::connect(&app.api, None).await;
         again.send_init(bearer(&account.token)).await;
@@ -161,7 +163,10 @@ async fn one_principal_cannot_take_every_connection(store: Store) {
                 acknowledged = true;
                 break;
             }
-            Some(Err((4429, _))) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Some(Err((4429, _))) => {
+                refused_meanwhile += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             other => panic!("expected an ack or 4429, got {other:?}"),
         }
     }
@@ -169,7 +174,7 @@ async fn one_principal_cannot_take_every_connection(store: Store) {
         acknowledged,
         "A connects again once one of its connections closed"
     );
-    wait_for_closes(&app, 4429, 2).await;
+    wait_for_closes(&app, 4429, 2 + refused_meanwhile).await;
 }
 
 /// Per client address: with a cap of 2, a third upgrade from 127.0.0.1 is refused before
