@@ -221,6 +221,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
     let mut db = open_database(global).await?;
     let metrics = Arc::new(Metrics::default());
     db.for_each_pool(|pool| metrics.count_statements(pool));
+    db.count_group_commits(metrics.db_group_commits.clone());
     let keys = key_provider(&global.keys, db.read(), &metrics).await?;
     if is_sqlite(&global.database_url) && identity::is_fresh(db.read()).await? {
         let (_, admin, issued) = identity::bootstrap(&db, "default", "admin").await?;

@@ -7,7 +7,11 @@
 //! transaction that holds SQLite's single writer lock from `BEGIN IMMEDIATE` (SQLite ignores
 //! the row-lock clauses; its writers are serialized whole). Unique indexes back up what locks
 //! cannot express.
-use std::time::Duration;
+mod group;
+
+use std::{sync::Arc, time::Duration};
+
+pub use group::{AfterCommit, WriteTxn};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
@@ -37,6 +41,8 @@ pub struct Db {
     writer: DatabaseConnection,
     /// Where committed changes are published (see [`Events::commit`]).
     events: Events,
+    /// SQLite (on a file): the writer's group commit (see [`group`]).
+    group: Option<Arc<group::Group>>,
 }
 
 impl Db {
@@ -56,6 +62,13 @@ impl Db {
 
     pub fn backend(&self) -> DatabaseBackend {
         self.writer.get_database_backend()
+    }
+
+    /// Counts the writer's group commits (SQLite) in `counter`.
+    pub fn count_group_commits(&self, counter: prometheus_client::metrics::counter::Counter) {
+        if let Some(group) = &self.group {
+            group.count_commits(counter);
+        }
     }
 
     /// Runs `install` on every pool (metric callbacks).
@@ -84,10 +97,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Db> {
         writer.clone()
     };
     let events = Events::new(writer.get_database_backend());
+    let group = (sqlite && !in_memory).then(group::Group::start);
     Ok(Db {
         reader,
         writer,
         events,
+        group,
     })
 }
 
@@ -145,17 +160,22 @@ fn reusable(conn: &sqlx::SqliteConnection) -> bool {
     true
 }
 
-/// A transaction that will write. On SQLite it takes the writer lock at `BEGIN` (waiting on
-/// the busy timeout), so what it reads is what it writes against: a deferred transaction
-/// that reads first could not be upgraded once another writer committed.
-pub async fn begin_write(db: &Db) -> Result<DatabaseTransaction> {
-    Ok(db
+/// A transaction that will write. On SQLite it is a savepoint in the writer's group commit,
+/// whose transaction took the writer lock at `BEGIN IMMEDIATE`, so what it reads is what it
+/// writes against (a deferred transaction that reads first could not be upgraded once
+/// another writer committed); its commit returns once the group's commit is durable.
+pub async fn begin_write(db: &Db) -> Result<WriteTxn> {
+    if let Some(group) = &db.group {
+        return Ok(group.begin(db.write()).await?);
+    }
+    let txn = db
         .write()
         .begin_with_options(TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
         })
-        .await?)
+        .await?;
+    Ok(WriteTxn::alone(txn))
 }
 
 /// A read-only transaction over one consistent snapshot: several reads that must agree with

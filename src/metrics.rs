@@ -27,6 +27,8 @@ pub struct Metrics {
     registry: Registry,
     key_provider_calls: Family<ProviderCall, Counter>,
     db_statements: Counter,
+    /// SQLite: the writer's group commits (one `fsync` each, for any number of writes).
+    pub db_group_commits: Counter,
     /// Open `/graphql/ws` connections.
     pub subscription_connections: Gauge,
     /// Open connections, upgraded ones included.
@@ -52,6 +54,12 @@ impl Default for Metrics {
             "strongroom_db_statements",
             "SQL statements run against the database",
             db_statements.clone(),
+        );
+        let db_group_commits = Counter::default();
+        registry.register(
+            "strongroom_db_group_commits",
+            "SQLite: commits of the writer's group commit, one fsync each for any number of writes",
+            db_group_commits.clone(),
         );
         let subscription_connections = Gauge::default();
         registry.register(
@@ -92,6 +100,7 @@ impl Default for Metrics {
             data_keys_forgotten,
             auth_refused,
             db_statements,
+            db_group_commits,
             subscription_connections,
             http_connections,
             subscription_closes,

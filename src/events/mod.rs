@@ -18,8 +18,9 @@
 //!   delivered deliver nothing. When the listening connection fails, the listener
 //!   reconnects and replays from the outbox what committed meanwhile.
 //! - **SQLite**: one process, so an in-process broadcast after the commit. SQLite has one
-//!   writer connection, and a commit and its publication happen under one lock, so the
-//!   order in which commits land is the order in which their notices are published. The
+//!   writer, whose group commit ([`crate::db::WriteTxn`]) publishes each member's notices
+//!   once the group is durable, member after member, so the order in which changes land is
+//!   the order in which their notices are published. The
 //!   outbox rows are written all the same (for durable consumers such as webhooks).
 //!
 //! Subscribers read from a bounded broadcast channel. Publishing never waits for them: a
@@ -31,12 +32,12 @@ mod outbox;
 
 use std::{sync::Arc, time::Duration};
 
-use sea_orm::{DatabaseBackend, DatabaseTransaction, sqlx::postgres::PgPool};
-use tokio::sync::{Mutex, broadcast};
+use sea_orm::{DatabaseBackend, sqlx::postgres::PgPool};
+use tokio::sync::broadcast;
 
 pub use outbox::prune;
 
-use crate::{Result, domain::events::Notice};
+use crate::{Result, db::WriteTxn, domain::events::Notice};
 
 /// The PostgreSQL channel the replicas share.
 const CHANNEL: &str = "strongroom_events";
@@ -60,18 +61,12 @@ pub struct Events(Arc<Inner>);
 struct Inner {
     backend: DatabaseBackend,
     local: broadcast::Sender<Delivery>,
-    /// SQLite: held from a commit until its notices are published.
-    publish_order: Mutex<()>,
 }
 
 impl Events {
     pub fn new(backend: DatabaseBackend) -> Self {
         let (local, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
-        Self(Arc::new(Inner {
-            backend,
-            local,
-            publish_order: Mutex::new(()),
-        }))
+        Self(Arc::new(Inner { backend, local }))
     }
 
     /// A new subscriber's feed: every change published from now on, in commit order.
@@ -81,7 +76,7 @@ impl Events {
 
     /// Writes `notices` to the outbox inside `txn`, commits it, and publishes them only if
     /// the commit succeeded.
-    pub async fn commit(&self, txn: DatabaseTransaction, notices: Vec<Notice>) -> Result<()> {
+    pub async fn commit(&self, txn: WriteTxn, notices: Vec<Notice>) -> Result<()> {
         if notices.is_empty() {
             return Ok(txn.commit().await?);
         }
@@ -89,14 +84,15 @@ impl Events {
         match self.0.backend {
             DatabaseBackend::Postgres => Ok(txn.commit().await?),
             _ => {
-                // The next writer may commit as soon as this commit returns; it publishes
-                // only after this one has.
-                let _order = self.0.publish_order.lock().await;
-                txn.commit().await?;
-                for notice in notices {
-                    self.publish(Delivery::Notice(Arc::new(notice)));
-                }
-                Ok(())
+                // Published once durable, by the group commit in commit order (a group's
+                // members in turn, groups one after another).
+                let hub = self.clone();
+                let publish = move || {
+                    for notice in notices {
+                        hub.publish(Delivery::Notice(Arc::new(notice)));
+                    }
+                };
+                Ok(txn.commit_then(Some(Box::new(publish))).await?)
             }
         }
     }

@@ -5,11 +5,15 @@ use std::time::Duration;
 use chrono::Utc;
 use entity::event_outbox::{self, Column};
 use sea_orm::{
-    ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement,
+    ConnectionTrait, DatabaseBackend, Statement,
     sea_query::{Expr, InsertStatement, Query},
 };
 
-use crate::{Error, Result, db::Db, domain::events::Notice};
+use crate::{
+    Error, Result,
+    db::{Db, WriteTxn},
+    domain::events::Notice,
+};
 
 /// Most rows one `INSERT` writes (five parameters each: far below either store's limit on
 /// parameters). A change announcing more — a forced delete breaking thousands of
@@ -35,11 +39,7 @@ const PRUNE_MAX_BATCHES: usize = 1_000;
 /// no more round trips than the notification alone did. Past [`ONE_STATEMENT_MAX`] events
 /// their ids might not fit one notification: the rows are inserted first (a thousand per
 /// statement), then notified in as many notifications as their ids need, in id order.
-pub(super) async fn write(
-    txn: &DatabaseTransaction,
-    notices: &[Notice],
-    channel: &str,
-) -> Result<()> {
+pub(super) async fn write(txn: &WriteTxn, notices: &[Notice], channel: &str) -> Result<()> {
     let postgres = txn.get_database_backend() == DatabaseBackend::Postgres;
     if postgres && notices.len() <= ONE_STATEMENT_MAX {
         let mut insert = insert(notices, postgres)?;
