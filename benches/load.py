@@ -52,9 +52,9 @@ Each measurement is `wrk -t2 -c32 -dSECS --latency` (threads and connections are
 updateHot always uses 32 connections) after a discarded 2-second warm-up, with one Lua
 script shape for all three servers (the same `response` callback, an `Authorization` header
 the floor ignores, OpenBao's `X-Vault-Token`). A refusal is an answer that is not 2xx or
-carries `errors` (GraphQL's, or OpenBao's error list). Before the load, one request of each
-workload is sent on its own to its server and must succeed (else the run stops there): a
-benchmark of errors is worthless. Under load, refusals and socket errors are reported and
+carries `errors` (GraphQL's, or OpenBao's error list); the first one's status and body are
+reported. Before the load, one request of each workload is sent on its own to its server and
+must succeed (else the run stops there): a benchmark of errors is worthless. Under load, refusals and socket errors are reported and
 make the exit status 1, except refusals of updateHot: those are the measurement (how many
 of 32 racing writers the server turns away), reported as a count and a percentage.
 
@@ -197,6 +197,7 @@ function setup(thread)
 end
 errors_found = 0
 refusals = 0
+first_refusal = ""
 function response(status, headers, body)
   local errors = string.find(body, '"errors"', 1, true)
   if errors then
@@ -204,16 +205,25 @@ function response(status, headers, body)
   end
   if errors or status < 200 or status > 299 then
     refusals = refusals + 1
+    if refusals == 1 then
+      first_refusal = status .. " " .. string.sub(string.gsub(body, "%s+", " "), 1, 300)
+    end
   end
 end
 function done(summary, latency, requests)
-  local errors, refused = 0, 0
+  local errors, refused, first = 0, 0, ""
   for _, thread in ipairs(threads) do
     errors = errors + thread:get("errors_found")
     refused = refused + thread:get("refusals")
+    if first == "" then
+      first = thread:get("first_refusal")
+    end
   end
   io.write(string.format("Answers with errors: %d\\n", errors))
   io.write(string.format("Refusals: %d\\n", refused))
+  if first ~= "" then
+    io.write("First refusal: " .. first .. "\\n")
+  end
 end
 """
 
@@ -344,6 +354,7 @@ class WrkResult:
     socket_errors: int
     errors: int
     refusals: int
+    first_refusal: str | None
 
     @property
     def refusal_percent(self) -> float:
@@ -376,6 +387,8 @@ def parse_wrk(output: str) -> WrkResult:
         socket_errors=sum(int(n) for n in sockets.groups()) if sockets else 0,
         errors=int(need(r"^Answers with errors: (\d+)").group(1)),
         refusals=int(need(r"^Refusals: (\d+)").group(1)),
+        first_refusal=first.group(1) if (first := re.search(
+            r"^First refusal: (.*)$", output, re.MULTILINE)) else None,
     )
 
 
@@ -1153,6 +1166,8 @@ def main() -> int:
                 continue
             what = (f"{label}: {r.refusals} refusals of {r.requests} requests "
                     f"({r.refusal_percent:.1f} %; {r.non_2xx} not 2xx, {r.errors} with errors)")
+            if r.first_refusal:
+                what += f"; the first: {r.first_refusal}"
             (measured_refusals if m.workload in REFUSALS_MEASURED else failures).append(what)
     for line in measured_refusals:
         print(f"measured: {line}")
