@@ -422,18 +422,25 @@ fn dependent_state(
     }
 }
 
-/// Versions of a secret that active deployments are pinned to (kept by retention).
-pub async fn active_pinned_versions<C: ConnectionTrait>(
-    conn: &C,
-    secret_id: Uuid,
-) -> Result<Vec<i32>> {
-    let pins = deployment_pin::Entity::find()
-        .inner_join(deployment::Entity)
-        .filter(deployment_pin::Column::SecretId.eq(secret_id))
-        .filter(deployment::Column::State.eq(DeploymentState::Active.as_str()))
-        .all(conn)
-        .await?;
-    Ok(pins.into_iter().map(|p| p.version).collect())
+/// The versions of a secret that active deployments are pinned to (kept by retention), as
+/// a subquery.
+pub fn active_pinned_versions(secret_id: Uuid) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .column((deployment_pin::Entity, deployment_pin::Column::Version))
+        .from(deployment_pin::Entity)
+        .inner_join(
+            deployment::Entity,
+            Expr::col((deployment::Entity, deployment::Column::Id))
+                .equals((deployment_pin::Entity, deployment_pin::Column::DeploymentId)),
+        )
+        .and_where(
+            Expr::col((deployment_pin::Entity, deployment_pin::Column::SecretId)).eq(secret_id),
+        )
+        .and_where(
+            Expr::col((deployment::Entity, deployment::Column::State))
+                .eq(DeploymentState::Active.as_str()),
+        )
+        .to_owned()
 }
 
 /// Marks every active deployment pinned to `secret_id` as failed; returns their ids.

@@ -219,6 +219,9 @@ pub async fn create(
     let secret = match inserted {
         Ok(secret) => secret,
         Err(e) if db::is_unique_violation(&e) => {
+            // Give the connection back first: waiting for a second one while holding it
+            // would, with every pooled connection held by such a writer, wait forever.
+            txn.rollback().await?;
             let existing = find(db.read(), org_id, &new.name).await?;
             return Err(name_taken(existing.as_ref(), &new.name));
         }
@@ -429,11 +432,18 @@ async fn prune_versions<C: ConnectionTrait>(
     retention: u32,
 ) -> Result<u64> {
     let keep_from = newest.saturating_sub(i32::try_from(retention).unwrap_or(i32::MAX)) + 1;
-    let pinned = dependents::active_pinned_versions(conn, secret_id).await?;
+    if keep_from <= 1 {
+        // No version is old enough yet.
+        return Ok(0);
+    }
+    // One statement: the pins are read by the delete itself.
     let result = secret_version::Entity::delete_many()
         .filter(secret_version::Column::SecretId.eq(secret_id))
         .filter(secret_version::Column::Version.lt(keep_from))
-        .filter(secret_version::Column::Version.is_not_in(pinned))
+        .filter(
+            secret_version::Column::Version
+                .not_in_subquery(dependents::active_pinned_versions(secret_id)),
+        )
         .exec(conn)
         .await?;
     Ok(result.rows_affected)

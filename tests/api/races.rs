@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    DELETE_SECRET, DEPLOY_RESOURCE, Store, TestApp, UPDATE_SECRET, UPSERT_RESOURCE, both_stores,
-    data, id, outcome, resource_input,
+    CREATE_SECRET, DELETE_SECRET, DEPLOY_RESOURCE, Store, TestApp, UPDATE_SECRET, UPSERT_RESOURCE,
+    both_stores, data, id, outcome, resource_input,
 };
 
 both_stores!(
@@ -16,6 +16,7 @@ both_stores!(
     pruning_never_destroys_a_pinned_version,
     an_update_storm_lands_every_update,
     description_only_updates_apply_at_their_version,
+    racing_creates_stand_or_fall_alone,
 );
 
 const RESOURCE_SECRETS: &str =
@@ -336,4 +337,71 @@ async fn description_only_updates_apply_at_their_version(store: Store) {
         data(&current)["updateSecret"]["secret"],
         json!({ "currentVersion": 2, "description": "settled" })
     );
+}
+
+/// Many creates at once, four of each name: on SQLite they share group commits (one
+/// transaction, a savepoint each), and a writer refused by the unique index must undo only
+/// its own statements. Each name is created exactly once, with one version and one audit
+/// row; the three others of its name are refused with `ALREADY_EXISTS` (by the check before
+/// the write or by the index, whichever the timing picks); nothing else is written.
+async fn racing_creates_stand_or_fall_alone(store: Store) {
+    const NAMES: usize = 12;
+    const WRITERS: usize = 4 * NAMES;
+    let app = TestApp::spawn(store).await;
+    let requests = (0..WRITERS)
+        .map(|i| {
+            let input = json!({ "input": {
+                "name": format!("CONTESTED_{:02}", i % NAMES),
+                "value": format!("v-{i}"),
+            } });
+            (app.admin_token.clone(), CREATE_SECRET, input)
+        })
+        .collect();
+    let responses = app.gql_all(requests).await;
+    let mut winners = BTreeMap::<String, usize>::new();
+    for (i, response) in responses.iter().enumerate() {
+        let name = format!("CONTESTED_{:02}", i % NAMES);
+        match outcome(response).as_str() {
+            "OK" => {
+                let secret = &data(response)["createSecret"]["secret"];
+                assert_eq!(secret["name"], name.as_str());
+                assert_eq!(secret["currentVersion"], 1);
+                *winners.entry(name).or_default() += 1;
+            }
+            "ALREADY_EXISTS" => {}
+            other => panic!("writer {i}: {other}: {response:#}"),
+        }
+    }
+    assert_eq!(winners.len(), NAMES, "every name created: {winners:?}");
+    assert!(winners.values().all(|n| *n == 1), "once each: {winners:?}");
+    let created = NAMES as i64;
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM secrets").await, created);
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM secret_versions").await,
+        created
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'secret.create' \
+             AND outcome = 'ALLOWED'"
+        )
+        .await,
+        created,
+        "one audit row per secret created"
+    );
+    // And the values are the winners' own.
+    for (i, response) in responses.iter().enumerate() {
+        if outcome(response) != "OK" {
+            continue;
+        }
+        let name = format!("CONTESTED_{:02}", i % NAMES);
+        let read = app
+            .admin(
+                "query($n: String!) { secretValue(name: $n) { version value } }",
+                json!({ "n": name }),
+            )
+            .await;
+        assert_eq!(data(&read)["secretValue"]["value"], format!("v-{i}"));
+    }
 }

@@ -30,7 +30,11 @@ use crate::helpers::{
     UPSERT_RESOURCE, both_stores, data, id, resource_input,
 };
 
-both_stores!(every_list_field, a_page_of_50_secrets_with_dependents);
+both_stores!(
+    every_list_field,
+    a_page_of_50_secrets_with_dependents,
+    writes_cost_a_fixed_number_of_statements,
+);
 
 /// The two sizes every list is measured at.
 const SMALL: usize = 2;
@@ -818,6 +822,69 @@ async fn every_list_field(store: Store) {
          (a query per item):\n{}",
         growing.join("\n")
     );
+}
+
+/// SQL statements per write (the token lookup included, the auth cache being off), counted
+/// around one request with nothing else running; `BEGIN`, `SAVEPOINT`, `RELEASE` and
+/// `COMMIT` are not statements here (the driver's transaction manager runs them). These are
+/// what the speed work measures (benches/load): a create is the name check, the secret,
+/// its first version, its audit row, the dependents of the name (references made before
+/// the secret existed) and the outbox row with its notification; an update is the name
+/// check, the locked re-read, the conditional write, the new version, the dependents, the
+/// audit row and the outbox row, plus — once a version falls out of the retention (2 here)
+/// — one delete of it that reads the deployments' pins itself. A page of 50 secrets is one
+/// statement, as is a page of 2.
+async fn writes_cost_a_fixed_number_of_statements(store: Store) {
+    const CREATE: u64 = 1 + 6;
+    const UPDATE: u64 = 1 + 7;
+    const UPDATE_AND_PRUNE: u64 = UPDATE + 1;
+    const PAGE: u64 = 1 + 1;
+    let mut settings = QUIET.to_vec();
+    settings.push(("STRONGROOM_VERSION_RETENTION", "2"));
+    let app = TestApp::spawn_with(store, &settings).await;
+    let counted = async |document: &str, variables: Value| {
+        let before = app.db_statements().await;
+        let response = app.admin(document, variables).await;
+        let after = app.db_statements().await;
+        (data(&response).clone(), after - before)
+    };
+    let mut creates = Vec::new();
+    for i in 0..3 {
+        let input = json!({ "name": format!("COUNTED_{i}"), "value": format!("v-{i}") });
+        let (created, statements) = counted(CREATE_SECRET, json!({ "input": input })).await;
+        assert_eq!(created["createSecret"]["secret"]["currentVersion"], 1);
+        creates.push(statements);
+    }
+    let mut updates = Vec::new();
+    for version in 2..=4 {
+        let input = json!({ "name": "COUNTED_0", "value": format!("v-{version}") });
+        let (updated, statements) = counted(UPDATE_SECRET, json!({ "input": input })).await;
+        assert_eq!(updated["updateSecret"]["secret"]["currentVersion"], version);
+        updates.push(statements);
+    }
+    let page = "query($n: Int!) { secrets(first: $n) { nodes { name currentVersion updatedAt } } }";
+    let (two, at_2) = counted(page, json!({ "n": 2 })).await;
+    let (three, at_3) = counted(page, json!({ "n": 50 })).await;
+    assert_eq!(two["secrets"]["nodes"].as_array().map(Vec::len), Some(2));
+    assert_eq!(three["secrets"]["nodes"].as_array().map(Vec::len), Some(3));
+    println!(
+        "SQL statements on {store:?}, token lookup included: creates {creates:?}, updates \
+         {updates:?}, pages {at_2} and {at_3}"
+    );
+    assert_eq!(creates, [CREATE; 3], "createSecret on {store:?}");
+    assert_eq!(
+        updates,
+        [UPDATE, UPDATE_AND_PRUNE, UPDATE_AND_PRUNE],
+        "updateSecret on {store:?}"
+    );
+    let kept = app
+        .sql_query_one_i64(
+            "SELECT COUNT(*) FROM secret_versions WHERE secret_id = \
+             (SELECT id FROM secrets WHERE name = 'COUNTED_0')",
+        )
+        .await;
+    assert_eq!(kept, 2, "versions 3 and 4 kept, 1 and 2 pruned");
+    assert_eq!((at_2, at_3), (PAGE, PAGE), "secrets page on {store:?}");
 }
 
 /// The issue's example: a page of 50 secrets with their dependents (two each, deployed)
