@@ -168,14 +168,16 @@ pub async fn begin_write(db: &Db) -> Result<WriteTxn> {
     if let Some(group) = &db.group {
         return Ok(group.begin(db.write()).await?);
     }
-    let txn = db
-        .write()
-        .begin_with_options(TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        })
-        .await?;
+    let txn = db.write().begin_with_options(immediate()).await?;
     Ok(WriteTxn::alone(txn))
+}
+
+/// A transaction that takes SQLite's writer lock at `BEGIN` (PostgreSQL ignores the mode).
+fn immediate() -> TransactionOptions {
+    TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    }
 }
 
 /// A read-only transaction over one consistent snapshot: several reads that must agree with

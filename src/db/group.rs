@@ -34,7 +34,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
-    QueryResult, SqlErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    QueryResult, SqlErr, Statement, TransactionTrait,
 };
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard, oneshot};
 
@@ -105,30 +105,23 @@ impl Group {
         if turn.poisoned.is_some() || turn.members.len() >= MAX_MEMBERS {
             end(&mut turn, &self.commits).await;
         }
-        if turn.txn.is_none() {
-            let options = TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            };
-            turn.txn = Some(writer.begin_with_options(options).await?);
-        }
-        let savepoint = match &turn.txn {
-            Some(txn) => txn.begin().await,
-            None => unreachable!("opened above"),
+        let txn = match &mut turn.txn {
+            Some(txn) => txn,
+            open @ None => open.insert(writer.begin_with_options(super::immediate()).await?),
+        };
+        let savepoint = txn.begin().await;
+        let member = Turn {
+            turn,
+            group: self.clone(),
         };
         match savepoint {
             Ok(savepoint) => Ok(WriteTxn {
                 inner: Some(savepoint),
-                member: Some(Turn {
-                    turn,
-                    group: self.clone(),
-                }),
-                failed: std::sync::OnceLock::new(),
+                member: Some(member),
+                failed: OnceLock::new(),
             }),
             Err(e) => {
-                turn.poisoned = Some(e.clone());
-                drop(turn);
-                self.flush.notify_one();
+                member.release(Some(e.clone()));
                 Err(e)
             }
         }
@@ -164,11 +157,14 @@ async fn end(open: &mut Open, commits: &OnceLock<Counter>) {
             let _ = txn.rollback().await;
             return;
         }
-        None => txn.commit().await,
+        None => {
+            let committed = txn.commit().await;
+            if let Some(counter) = commits.get() {
+                counter.inc();
+            }
+            committed
+        }
     };
-    if let Some(counter) = commits.get() {
-        counter.inc();
-    }
     if outcome.is_err() {
         tracing::error!(
             members = members.len(),
@@ -199,7 +195,7 @@ pub struct WriteTxn {
     inner: Option<DatabaseTransaction>,
     member: Option<Turn>,
     /// A statement's failure that may have ended the group's transaction.
-    failed: std::sync::OnceLock<DbErr>,
+    failed: OnceLock<DbErr>,
 }
 
 impl std::fmt::Debug for WriteTxn {
@@ -216,7 +212,7 @@ impl WriteTxn {
         Self {
             inner: Some(txn),
             member: None,
-            failed: std::sync::OnceLock::new(),
+            failed: OnceLock::new(),
         }
     }
 
