@@ -839,6 +839,7 @@ async fn writes_cost_a_fixed_number_of_statements(store: Store) {
     const UPDATE: u64 = 1 + 7;
     const UPDATE_AND_PRUNE: u64 = UPDATE + 1;
     const PAGE: u64 = 1 + 1;
+    const SAMPLES: usize = 5;
     let mut settings = QUIET.to_vec();
     settings.push(("STRONGROOM_VERSION_RETENTION", "2"));
     let app = TestApp::spawn_with(store, &settings).await;
@@ -848,43 +849,70 @@ async fn writes_cost_a_fixed_number_of_statements(store: Store) {
         let after = app.db_statements().await;
         (data(&response).clone(), after - before)
     };
+    // A background task of the server (a sweep, a flush) may land a statement or two inside
+    // a measured request on a busy machine: it only ever adds. So each cost is measured on
+    // five requests alike, none may cost less, and the cheapest must cost exactly this.
+    let cost = |samples: &[u64]| samples.iter().copied().min();
     let mut creates = Vec::new();
-    for i in 0..3 {
+    for i in 0..SAMPLES {
         let input = json!({ "name": format!("COUNTED_{i}"), "value": format!("v-{i}") });
         let (created, statements) = counted(CREATE_SECRET, json!({ "input": input })).await;
         assert_eq!(created["createSecret"]["secret"]["currentVersion"], 1);
         creates.push(statements);
     }
+    // Each secret to version 2: nothing old enough to prune yet.
     let mut updates = Vec::new();
-    for version in 2..=4 {
+    for i in 0..SAMPLES {
+        let input = json!({ "name": format!("COUNTED_{i}"), "value": "v-2" });
+        let (updated, statements) = counted(UPDATE_SECRET, json!({ "input": input })).await;
+        assert_eq!(updated["updateSecret"]["secret"]["currentVersion"], 2);
+        updates.push(statements);
+    }
+    // One secret on to version 7: each update prunes the version that fell out.
+    let mut pruning = Vec::new();
+    for version in 3..3 + SAMPLES as i64 {
         let input = json!({ "name": "COUNTED_0", "value": format!("v-{version}") });
         let (updated, statements) = counted(UPDATE_SECRET, json!({ "input": input })).await;
         assert_eq!(updated["updateSecret"]["secret"]["currentVersion"], version);
-        updates.push(statements);
+        pruning.push(statements);
     }
     let page = "query($n: Int!) { secrets(first: $n) { nodes { name currentVersion updatedAt } } }";
-    let (two, at_2) = counted(page, json!({ "n": 2 })).await;
-    let (three, at_3) = counted(page, json!({ "n": 50 })).await;
-    assert_eq!(two["secrets"]["nodes"].as_array().map(Vec::len), Some(2));
-    assert_eq!(three["secrets"]["nodes"].as_array().map(Vec::len), Some(3));
+    let (mut small, mut large) = (Vec::new(), Vec::new());
+    for _ in 0..SAMPLES {
+        let (two, at_2) = counted(page, json!({ "n": 2 })).await;
+        let (all, at_50) = counted(page, json!({ "n": 50 })).await;
+        assert_eq!(two["secrets"]["nodes"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            all["secrets"]["nodes"].as_array().map(Vec::len),
+            Some(SAMPLES)
+        );
+        small.push(at_2);
+        large.push(at_50);
+    }
     println!(
         "SQL statements on {store:?}, token lookup included: creates {creates:?}, updates \
-         {updates:?}, pages {at_2} and {at_3}"
+         {updates:?}, pruning updates {pruning:?}, pages of 2 {small:?}, of 50 {large:?}"
     );
-    assert_eq!(creates, [CREATE; 3], "createSecret on {store:?}");
-    assert_eq!(
-        updates,
-        [UPDATE, UPDATE_AND_PRUNE, UPDATE_AND_PRUNE],
-        "updateSecret on {store:?}"
-    );
+    for (what, samples, expected) in [
+        ("createSecret", &creates, CREATE),
+        ("updateSecret", &updates, UPDATE),
+        ("updateSecret that prunes", &pruning, UPDATE_AND_PRUNE),
+        ("secrets(first: 2)", &small, PAGE),
+        ("secrets(first: 50)", &large, PAGE),
+    ] {
+        assert_eq!(
+            cost(samples),
+            Some(expected),
+            "{what} on {store:?}: {samples:?}"
+        );
+    }
     let kept = app
         .sql_query_one_i64(
             "SELECT COUNT(*) FROM secret_versions WHERE secret_id = \
              (SELECT id FROM secrets WHERE name = 'COUNTED_0')",
         )
         .await;
-    assert_eq!(kept, 2, "versions 3 and 4 kept, 1 and 2 pruned");
-    assert_eq!((at_2, at_3), (PAGE, PAGE), "secrets page on {store:?}");
+    assert_eq!(kept, 2, "versions 6 and 7 kept, 1 to 5 pruned");
 }
 
 /// The issue's example: a page of 50 secrets with their dependents (two each, deployed)
