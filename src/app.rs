@@ -22,7 +22,7 @@ use crate::{
         usage::Usage,
     },
     events::{self, Delivery},
-    graphql::{self, AppData, PersistedQueries},
+    graphql::{self, AppData, ParsedDocuments, PersistedQueries},
     http::{
         self, AddressRateLimiter, AppState, KeyCheck, MetricsAccess, Sessions, TokenRateLimiter,
     },
@@ -245,6 +245,7 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<()> {
             args.auth_cache_millis,
         ))),
         persisted: PersistedQueries::default(),
+        parsed: ParsedDocuments::default(),
         denials: Arc::default(),
         db,
         keys,

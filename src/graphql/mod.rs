@@ -14,6 +14,7 @@ mod limits;
 mod loaders;
 mod node;
 mod paging;
+mod parsed;
 mod persisted;
 mod pipeline;
 mod request;
@@ -41,6 +42,7 @@ pub use errors::error_response;
 pub use events::{EVENTS_MISSED, SubscriptionRoot};
 pub use guard::Denials;
 pub use limits::OperationLimits;
+pub use parsed::ParsedDocuments;
 pub use persisted::PersistedQueries;
 pub use request::{Auth, OverHttp, RequestCtx};
 
@@ -82,6 +84,8 @@ pub struct AppData {
     pub tokens: Arc<Authenticator>,
     /// Queries kept for clients that send only their hash (APQ).
     pub persisted: PersistedQueries,
+    /// Documents already parsed, per organization.
+    pub parsed: ParsedDocuments,
     /// How many refusal rows each principal may write per minute.
     pub denials: Arc<crate::domain::denials::DenialBudget>,
     pub version_retention: u32,

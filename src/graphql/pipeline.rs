@@ -1,7 +1,8 @@
 //! The request pipeline around async-graphql's own, as one extension (a fresh instance per
 //! request):
 //!
-//! 1. *prepare*: resolve a persisted query ([`super::persisted`]); parse once; refuse an
+//! 1. *prepare*: resolve a persisted query ([`super::persisted`]); parse once (or reuse the
+//!    document kept from an earlier request, [`super::parsed`]); refuse an
 //!    operation over the shape limits, text with control characters, or an ambiguous
 //!    operation name — before any resolver runs;
 //! 2. *validate*: async-graphql's rules, with coded messages that echo no value; then the
@@ -26,6 +27,7 @@ use async_graphql::{
 use super::{
     errors, inputs,
     limits::{self, OperationLimits},
+    parsed::ParsedDocuments,
     shape,
 };
 
@@ -54,7 +56,7 @@ impl ExtensionFactory for Pipeline {
 struct PipelineRun {
     limits: OperationLimits,
     /// The parsed document, for shaping the response.
-    document: Mutex<Option<ExecutableDocument>>,
+    document: Mutex<Option<Arc<ExecutableDocument>>>,
     /// Required variables the request did not give, reported after validation.
     missing_variables: Mutex<Vec<ServerError>>,
     /// Field errors taken out of async-graphql's hands (see `resolve`).
@@ -80,28 +82,32 @@ impl Extension for PipelineRun {
         mut request: Request,
         next: NextPrepareRequest<'_>,
     ) -> ServerResult<Request> {
-        if let Ok(data) = ctx.data::<super::AppData>() {
-            // After authentication, under the caller's organization.
-            // (The request's own data is not the context's until after this hook; a
-            // WebSocket connection's is the session's.)
-            let own = request
-                .data
-                .get(&std::any::TypeId::of::<super::RequestCtx>())
-                .and_then(|data| data.downcast_ref::<super::RequestCtx>());
-            let org = match own.or_else(|| ctx.data::<super::RequestCtx>().ok()) {
-                Some(super::RequestCtx {
-                    auth: super::Auth::Principal(principal),
-                    ..
-                }) => Some(principal.org_id),
-                _ => None,
-            };
+        // After authentication, under the caller's organization.
+        // (The request's own data is not the context's until after this hook; a
+        // WebSocket connection's is the session's.)
+        let own = request
+            .data
+            .get(&std::any::TypeId::of::<super::RequestCtx>())
+            .and_then(|data| data.downcast_ref::<super::RequestCtx>());
+        let org = match own.or_else(|| ctx.data::<super::RequestCtx>().ok()) {
+            Some(super::RequestCtx {
+                auth: super::Auth::Principal(principal),
+                ..
+            }) => Some(principal.org_id),
+            _ => None,
+        };
+        let data = ctx.data::<super::AppData>().ok();
+        if let Some(data) = data {
             data.persisted.resolve(org, &mut request)?;
         }
-        // Kept for shaping the response; async-graphql executes its own (parsed) copy.
-        let document = request
-            .parsed_query()
-            .map_err(|e| errors::parse_failed(e.clone()))?
-            .clone();
+        // Parsed once (or kept from an earlier request of the organization); async-graphql
+        // executes its own copy, this one shapes the response.
+        let document = match data {
+            Some(data) => data.parsed.parse(org, &request.query),
+            None => ParsedDocuments::parse_fresh(&request.query),
+        }
+        .map_err(errors::parse_failed)?;
+        request.set_parsed_query(ExecutableDocument::clone(&document));
         limits::check(&document, &self.limits)?;
         let operation = find_operation(&document, request.operation_name.as_deref())
             .ok_or_else(|| unknown_operation(request.operation_name.as_deref()))?;

@@ -504,9 +504,14 @@ async fn graphql_get(
     {
         request.query = query.to_string();
     }
-    // Parsed once here; the pipeline reuses it (and reports a parse error itself).
+    // Parsed (or found parsed) here; the pipeline finds it kept (and reports a parse error
+    // itself).
     let wanted = request.operation_name.clone();
-    if let Ok(document) = request.parsed_query() {
+    let org = match &caller.auth {
+        Auth::Principal(principal) => Some(principal.org_id),
+        _ => None,
+    };
+    if let Ok(document) = state.data.parsed.parse(org, &request.query) {
         let operation = document
             .operations
             .iter()

@@ -774,3 +774,87 @@ async fn load_shedding_refusals_carry_the_negotiated_type() {
     let answer = post(&app, APOLLO_CLIENT_4, None, &query).await;
     answer.expect(StatusCode::OK, GRAPHQL_RESPONSE, "after the slot is freed");
 }
+
+/// Parsed documents are kept per organization (`graphql::parsed`): a document sent again
+/// answers as it did the first time — for each organization its own data, each operation
+/// by its name, over POST and GET — a mutation kept from a POST is still refused over GET,
+/// and a text that does not parse is refused the same way every time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_document_sent_again_answers_as_the_first_time() {
+    let app = TestApp::spawn(Store::Sqlite).await;
+    app.create_secret("ACME_ONLY", "a").await;
+    let globex = app
+        .gql(
+            Some(&app.other_admin_token),
+            "mutation { createSecret(input: { name: \"GLOBEX_ONLY\", value: \"g\" }) { secret { name } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        globex["data"]["createSecret"]["secret"]["name"], "GLOBEX_ONLY",
+        "{globex}"
+    );
+    let document = "query Names { secrets(first: 10) { nodes { name } } } \
+                    query Role { viewer { role } } \
+                    mutation Make { createSecret(input: { name: \"VIA_GET\", value: \"v\" }) \
+                    { secret { id } } }";
+    let names = |answer: &Answer| -> Vec<String> {
+        answer.body["data"]["secrets"]["nodes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no page: {answer:#?}"))
+            .iter()
+            .map(|node| node["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    for round in 0..3 {
+        for (token, expected) in [
+            (&app.admin_token, "ACME_ONLY"),
+            (&app.other_admin_token, "GLOBEX_ONLY"),
+        ] {
+            let body = json!({ "query": document, "operationName": "Names" });
+            let answer = post(&app, APOLLO_CLIENT_4, Some(token), &body).await;
+            answer.expect(StatusCode::OK, GRAPHQL_RESPONSE, "Names over POST");
+            assert_eq!(names(&answer), [expected], "round {round}: {answer:#?}");
+            let params = [("query", document), ("operationName", "Names")];
+            let answer = get(&app, APOLLO_CLIENT_4, Some(token), &params).await;
+            answer.expect(StatusCode::OK, GRAPHQL_RESPONSE, "Names over GET");
+            assert_eq!(names(&answer), [expected], "round {round}: {answer:#?}");
+            let params = [("query", document), ("operationName", "Role")];
+            let answer = get(&app, APOLLO_CLIENT_4, Some(token), &params).await;
+            answer.expect(StatusCode::OK, GRAPHQL_RESPONSE, "Role over GET");
+            assert_eq!(
+                answer.body["data"],
+                json!({ "viewer": { "role": "ADMIN" } })
+            );
+            let params = [("query", document), ("operationName", "Make")];
+            let answer = get(&app, APOLLO_CLIENT_4, Some(token), &params).await;
+            answer.expect(
+                StatusCode::METHOD_NOT_ALLOWED,
+                GRAPHQL_RESPONSE,
+                "Make over GET",
+            );
+            answer.refused("BAD_REQUEST", "Make over GET");
+        }
+    }
+    let count = app
+        .admin(
+            "{ secrets(filter: { nameContains: \"VIA_GET\" }) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(count["data"]["secrets"]["totalCount"], 0, "{count}");
+
+    let broken = json!({ "query": "{ secrets(first: 1) { nodes { name }" });
+    let first = post(&app, APOLLO_CLIENT_4, Some(&app.admin_token), &broken).await;
+    first.expect(StatusCode::BAD_REQUEST, GRAPHQL_RESPONSE, "a syntax error");
+    first.refused("GRAPHQL_PARSE_FAILED", "a syntax error");
+    for _ in 0..2 {
+        let again = post(&app, APOLLO_CLIENT_4, Some(&app.admin_token), &broken).await;
+        again.expect(
+            StatusCode::BAD_REQUEST,
+            GRAPHQL_RESPONSE,
+            "the same syntax error",
+        );
+        assert_eq!(again.body, first.body, "the same refusal each time");
+    }
+}
