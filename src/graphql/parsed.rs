@@ -10,10 +10,15 @@
 //! Like persisted queries (and for the same reasons) documents are kept **per
 //! organization** and only for an authenticated caller: whether a text answers quickly
 //! tells nothing across organizations, and a caller without a valid token cannot fill the
-//! cache. Only documents that parse are kept; the cache is bounded in bytes of query text.
+//! cache. Only documents that parse are kept, and none that holds a mutation (its text may
+//! carry a value: `createSecret(input: { value: "…" })`); the cache is bounded in bytes of
+//! query text.
 use std::sync::Arc;
 
-use async_graphql::{ServerError, parser::types::ExecutableDocument};
+use async_graphql::{
+    ServerError,
+    parser::types::{ExecutableDocument, OperationType},
+};
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -23,6 +28,15 @@ use super::persisted::MAX_QUERY_BYTES;
 /// Bytes of query text whose documents are kept (a parsed document takes a few times its
 /// text).
 const CAPACITY_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Whether `document` holds a mutation, which may carry a value in its text: those are
+/// parsed each time and never kept, so no value outlives its request in this cache.
+fn has_mutation(document: &ExecutableDocument) -> bool {
+    document
+        .operations
+        .iter()
+        .any(|(_, operation)| operation.node.ty == OperationType::Mutation)
+}
 
 /// The parsed documents of this server process, by organization and SHA-256 of the text.
 #[derive(Clone)]
@@ -64,7 +78,9 @@ impl ParsedDocuments {
             return Ok(kept.document);
         }
         let document = Self::parse_fresh(query)?;
-        if let Some(key) = key {
+        if let Some(key) = key
+            && !has_mutation(&document)
+        {
             let bytes = u32::try_from(query.len()).unwrap_or(u32::MAX);
             self.documents.insert(
                 key,
@@ -102,6 +118,19 @@ mod tests {
             !Arc::ptr_eq(&anonymous, &anonymous_again),
             "nothing kept without a token"
         );
+    }
+
+    #[test]
+    fn a_document_with_a_mutation_is_never_kept() {
+        let documents = ParsedDocuments::default();
+        let org = Some(Uuid::new_v4());
+        let text = "query Q { me { id } } \
+                    mutation M { createSecret(input: { name: \"A\", value: \"hunter2\" }) { secret { id } } }";
+        let first = documents.parse(org, text).unwrap();
+        let again = documents.parse(org, text).unwrap();
+        assert!(!Arc::ptr_eq(&first, &again));
+        documents.documents.run_pending_tasks();
+        assert_eq!(documents.documents.entry_count(), 0);
     }
 
     #[test]
