@@ -89,13 +89,9 @@ impl Extension for PipelineRun {
             .data
             .get(&std::any::TypeId::of::<super::RequestCtx>())
             .and_then(|data| data.downcast_ref::<super::RequestCtx>());
-        let org = match own.or_else(|| ctx.data::<super::RequestCtx>().ok()) {
-            Some(super::RequestCtx {
-                auth: super::Auth::Principal(principal),
-                ..
-            }) => Some(principal.org_id),
-            _ => None,
-        };
+        let org = own
+            .or_else(|| ctx.data::<super::RequestCtx>().ok())
+            .and_then(|own| own.auth.org());
         let data = ctx.data::<super::AppData>().ok();
         if let Some(data) = data {
             data.persisted.resolve(org, &mut request)?;

@@ -17,6 +17,16 @@ pub enum Auth {
     Principal(Principal),
 }
 
+impl Auth {
+    /// The caller's organization; `None` without a principal.
+    pub fn org(&self) -> Option<uuid::Uuid> {
+        match self {
+            Auth::Principal(principal) => Some(principal.org_id),
+            Auth::Anonymous | Auth::Invalid => None,
+        }
+    }
+}
+
 /// Per-request data: the caller, the request id (for the audit log) and the fields its
 /// guards refused (shared by the operations of a batch).
 #[derive(Clone, Debug)]

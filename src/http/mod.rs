@@ -499,19 +499,15 @@ async fn graphql_get(
         Ok(caller) => caller,
         Err(response) => return response,
     };
-    if let Auth::Principal(principal) = &caller.auth
-        && let Some(query) = state.data.persisted.lookup(principal.org_id, &request)
+    if let Some(org) = caller.auth.org()
+        && let Some(query) = state.data.persisted.lookup(org, &request)
     {
         request.query = query.to_string();
     }
     // Parsed (or found parsed) here; the pipeline finds it kept (and reports a parse error
     // itself).
     let wanted = request.operation_name.clone();
-    let org = match &caller.auth {
-        Auth::Principal(principal) => Some(principal.org_id),
-        _ => None,
-    };
-    if let Ok(document) = state.data.parsed.parse(org, &request.query) {
+    if let Ok(document) = state.data.parsed.parse(caller.auth.org(), &request.query) {
         let operation = document
             .operations
             .iter()
