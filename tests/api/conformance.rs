@@ -777,8 +777,8 @@ async fn load_shedding_refusals_carry_the_negotiated_type() {
 
 /// Parsed documents are kept per organization (`graphql::parsed`): a document sent again
 /// answers as it did the first time — for each organization its own data, each operation
-/// by its name, over POST and GET — and a text that does not parse is refused the same way
-/// every time. (Documents holding a mutation are never kept: see the unit tests.)
+/// by its name, over POST and GET, sent one by one or 48 at once before it is kept — and a
+/// text that does not parse is refused the same way every time. (Documents holding a mutation are never kept: see the unit tests.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_document_sent_again_answers_as_the_first_time() {
     let app = TestApp::spawn(Store::Sqlite).await;
@@ -804,6 +804,37 @@ async fn a_document_sent_again_answers_as_the_first_time() {
             .map(|node| node["name"].as_str().unwrap_or_default().to_owned())
             .collect()
     };
+    // Raced while not yet kept: 48 requests at once, both organizations, both operations.
+    let raced = format!("{document} # raced");
+    let shared = &app;
+    let requests = (0..48).map(|i| {
+        let (token, expected) = if i % 2 == 0 {
+            (&app.admin_token, "ACME_ONLY")
+        } else {
+            (&app.other_admin_token, "GLOBEX_ONLY")
+        };
+        let raced = raced.as_str();
+        async move {
+            let operation = if i % 3 == 0 { "Role" } else { "Names" };
+            let body = json!({ "query": raced, "operationName": operation });
+            (
+                operation,
+                expected,
+                post(shared, JSON, Some(token), &body).await,
+            )
+        }
+    });
+    for (operation, expected, answer) in futures_util::future::join_all(requests).await {
+        answer.expect(StatusCode::OK, JSON, "raced");
+        if operation == "Role" {
+            assert_eq!(
+                answer.body["data"],
+                json!({ "viewer": { "role": "ADMIN" } })
+            );
+        } else {
+            assert_eq!(names(&answer), [expected], "raced: {answer:#?}");
+        }
+    }
     for round in 0..3 {
         for (token, expected) in [
             (&app.admin_token, "ACME_ONLY"),
